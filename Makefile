@@ -1,0 +1,38 @@
+# Quick start: `make demo` and `make test` (see README.md). Both are safe to re-run.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+# In CI the suite runs against the machine's PostgreSQL and Redis, and fails if they are missing.
+ifeq ($(CI),true)
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export REDIS_URL ?= redis://127.0.0.1:6379/15
+endif
+
+.PHONY: demo test serve bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python manage.py demo $(if $(CORPUS),--corpus $(CORPUS)) $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(PORT),--port $(PORT))
+
+serve: $(STAMP)
+	$(BIN)/python manage.py serve $(if $(PORT),--port $(PORT))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf var/ .pytest_cache
