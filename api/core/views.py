@@ -1,0 +1,35 @@
+"""The one base view that scopes every API object to the caller's tenant."""
+from __future__ import annotations
+
+from django.db import models
+from rest_framework import viewsets
+
+UUID_PATTERN = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+
+class TenantScopedViewSet(viewsets.GenericViewSet):
+    """Subclasses set ``model`` and may narrow the queryset in :meth:`scope_queryset`.
+
+    ``get_queryset``/``get_object`` are owned here and cannot be overridden, so no view
+    can forget the tenant filter; another tenant's object is simply not found (404).
+    """
+
+    model: type[models.Model]
+    lookup_value_regex = UUID_PATTERN
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("get_queryset", "get_object"):
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} must not override {name}; customise scope_queryset instead")
+
+    @property
+    def tenant(self):
+        return self.request.auth.tenant
+
+    def get_queryset(self) -> models.QuerySet:
+        return self.scope_queryset(self.model.objects.for_tenant(self.tenant))
+
+    def scope_queryset(self, queryset: models.QuerySet) -> models.QuerySet:
+        """Hook: filter or annotate further (never widen)."""
+        return queryset

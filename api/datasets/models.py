@@ -1,0 +1,48 @@
+"""Corpora and benchmarks (one table, two kinds) and their immutable shards."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from api.core.scope import TenantOwned
+
+
+class Dataset(TenantOwned):
+    class Kind(models.TextChoices):
+        CORPUS = "corpus"
+        BENCHMARK = "benchmark"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=255)
+    format = models.CharField(max_length=16)
+    compressed = models.BooleanField(default=False)
+    field_mapping = models.JSONField(default=dict)
+    documents = models.BigIntegerField()
+    text_bytes = models.BigIntegerField()
+    tokens = models.BigIntegerField()
+    stored_bytes = models.BigIntegerField()
+    shard_count = models.PositiveIntegerField()
+    source_counts = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "kind", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class Shard(TenantOwned):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    documents = models.PositiveIntegerField()
+    text_bytes = models.BigIntegerField()
+    tokens = models.BigIntegerField()
+    file_bytes = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="unique_shard_index")]

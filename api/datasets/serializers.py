@@ -1,0 +1,41 @@
+from rest_framework import serializers
+
+from api.datasets.models import Dataset, Shard
+from curation.ingest import FORMATS
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    """Multipart form: the file plus optional field mapping."""
+
+    file = serializers.FileField(help_text="JSONL, CSV, TSV or Parquet; optionally gzip-compressed.")
+    name = serializers.CharField(required=False, max_length=200, allow_blank=True)
+    format = serializers.ChoiceField(choices=FORMATS, required=False, help_text="Default: from the file name.")
+    text_field = serializers.CharField(required=False, default="text", max_length=200)
+    id_field = serializers.CharField(required=False, max_length=200,
+                                     help_text="Default: 'id' when present, else generated ids.")
+    source_field = serializers.CharField(required=False, max_length=200,
+                                         help_text="Default: 'source' when present.")
+    shard_size = serializers.IntegerField(required=False, min_value=1, max_value=200_000,
+                                          help_text="Documents per shard (default from the server settings).")
+
+
+class ShardSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Shard
+        fields = ["index", "documents", "text_bytes", "tokens", "file_bytes"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    sources = serializers.JSONField(source="source_counts", help_text="Documents per source ('' = no source).")
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "kind", "name", "filename", "format", "compressed", "field_mapping", "documents",
+                  "text_bytes", "tokens", "stored_bytes", "shard_count", "sources", "created_at"]
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    shards = ShardSerializer(many=True, read_only=True)
+
+    class Meta(DatasetSerializer.Meta):
+        fields = DatasetSerializer.Meta.fields + ["shards"]

@@ -1,0 +1,123 @@
+"""Writes for corpora and benchmarks: validated, atomic upload and delete."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import Sum
+
+from api.core.artifacts import artifact_store
+from api.core.errors import ApplicationError
+from api.datasets.models import Dataset, Shard
+from api.tenancy.models import Tenant
+from curation.ingest import FieldMapping, IngestError, ingest_file
+
+logger = logging.getLogger(__name__)
+
+
+def _check_quota(tenant: Tenant, *, new_bytes: int, new_documents: int) -> None:
+    usage = Dataset.objects.for_tenant(tenant).aggregate(bytes=Sum("stored_bytes"), docs=Sum("documents"))
+    used_bytes, used_docs = usage["bytes"] or 0, usage["docs"] or 0
+    for quota, used, new, limit in (
+        ("stored_bytes", used_bytes, new_bytes, tenant.max_stored_bytes),
+        ("documents", used_docs, new_documents, tenant.max_documents),
+    ):
+        if used + new > limit:
+            raise ApplicationError(
+                "quota_exceeded",
+                f"this upload needs {new} more {quota.replace('_', ' ')}; the tenant uses {used} of {limit}. "
+                "Delete unused corpora or ask the operator for a higher quota.",
+                detail={"quota": quota, "used": used, "requested": new, "limit": limit},
+                status_code=403,
+            )
+
+
+def _upload_on_disk(upload: UploadedFile, staging: Path) -> Path:
+    """The upload's path on disk: Django's temp file, or a copy of a small in-memory upload."""
+    if hasattr(upload, "temporary_file_path"):
+        return Path(upload.temporary_file_path())
+    path = staging / "upload.bin"
+    with open(path, "wb") as sink:
+        for chunk in upload.chunks():
+            sink.write(chunk)
+    return path
+
+
+def dataset_create(
+    *,
+    tenant: Tenant,
+    kind: str,
+    upload: UploadedFile,
+    name: str = "",
+    mapping: FieldMapping = FieldMapping(),
+    declared_format: str | None = None,
+    shard_size: int | None = None,
+) -> Dataset:
+    """Validate and store an uploaded file as a dataset, all or nothing.
+
+    Shards are written to a staging directory; only a fully valid file within quota
+    is moved into place and recorded. Any failure leaves no file and no row behind.
+    """
+    store = artifact_store()
+    filename = Path(upload.name or "upload").name
+    with store.staging(tenant.pk) as staging:
+        shards_dir = staging / "shards"
+        shards_dir.mkdir()
+        upload_path = _upload_on_disk(upload, staging)
+        try:
+            result = ingest_file(
+                upload_path,
+                filename=filename,
+                out_dir=shards_dir,
+                mapping=mapping,
+                declared_format=declared_format,
+                shard_size=shard_size or settings.SHARD_MAX_DOCUMENTS,
+                max_bytes=settings.UPLOAD_MAX_BYTES,
+            )
+        except IngestError as exc:
+            raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
+        _check_quota(tenant, new_bytes=result.stored_bytes, new_documents=result.documents)
+        dataset = Dataset(
+            tenant=tenant,
+            kind=kind,
+            name=name or filename,
+            filename=filename,
+            format=result.format,
+            compressed=result.compressed,
+            field_mapping={"text_field": mapping.text_field, "id_field": mapping.id_field,
+                           "source_field": mapping.source_field},
+            documents=result.documents,
+            text_bytes=result.text_bytes,
+            tokens=result.tokens,
+            stored_bytes=result.stored_bytes,
+            shard_count=len(result.shards),
+            source_counts=dict(result.sources.most_common()),
+        )
+        final = store.dataset_dir(tenant.pk, dataset.pk)
+        try:
+            with transaction.atomic():
+                dataset.save()
+                Shard.unscoped_objects.bulk_create(
+                    Shard(tenant=tenant, dataset=dataset, index=s.index, documents=s.documents,
+                          text_bytes=s.text_bytes, tokens=s.tokens, file_bytes=s.file_bytes)
+                    for s in result.shards
+                )
+                store.commit_dir(shards_dir, final / "shards")
+        except BaseException:
+            store.remove_tree(final)
+            raise
+    logger.info("tenant %s stored %s %s: %d documents in %d shards", tenant.pk, kind, dataset.pk,
+                dataset.documents, dataset.shard_count)
+    return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete the rows, then the artifacts (embeddings, index parts, scores included)."""
+    store = artifact_store()
+    directory = store.dataset_dir(dataset.tenant_id, dataset.pk)
+    with transaction.atomic():
+        dataset.delete()
+        transaction.on_commit(lambda: store.remove_tree(directory))

@@ -1,0 +1,48 @@
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from api.jobs.kinds import KINDS
+from api.jobs.models import Job
+
+
+class JobCreateSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text=f"One of: {', '.join(sorted(KINDS))}.")
+    params = serializers.DictField(required=False, default=dict, help_text="Parameters of the kind; embed: "
+                                   "{corpus|benchmark: id, embedder?: 'minilm'|'hashing'|'hashing:DIM', "
+                                   "batch_size?: int}.")
+
+
+class ProgressSerializer(serializers.Serializer):
+    shards_done = serializers.IntegerField()
+    shards_total = serializers.IntegerField()
+    fraction = serializers.FloatField()
+
+
+class TimingsSerializer(serializers.Serializer):
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    elapsed_seconds = serializers.FloatField(allow_null=True)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    timings = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "params", "status", "stage", "progress", "timings", "error", "result"]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job: Job) -> dict:
+        fraction = job.shards_done / job.shards_total if job.shards_total else float(job.status == "succeeded")
+        return {"shards_done": job.shards_done, "shards_total": job.shards_total, "fraction": round(fraction, 4)}
+
+    @extend_schema_field(TimingsSerializer)
+    def get_timings(self, job: Job) -> dict:
+        elapsed = None
+        if job.started_at:
+            elapsed = round(((job.finished_at or timezone.now()) - job.started_at).total_seconds(), 3)
+        return {"created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+                "elapsed_seconds": elapsed}

@@ -1,0 +1,42 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from api.core.views import TenantScopedViewSet
+from api.jobs import services
+from api.jobs.models import Job
+from api.jobs.serializers import JobCreateSerializer, JobSerializer
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Curation jobs: create (202), follow progress, cancel, retry. Filter with ``?status=`` and ``?kind=``."""
+
+    model = Job
+    serializer_class = JobSerializer
+
+    def scope_queryset(self, queryset):
+        for field in ("status", "kind"):
+            value = self.request.query_params.get(field)
+            if value:
+                queryset = queryset.filter(**{field: value})
+        return queryset
+
+    @extend_schema(request=JobCreateSerializer, responses={202: JobSerializer})
+    def create(self, request):
+        form = JobCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job = services.job_create(tenant=self.tenant, kind=form.validated_data["kind"],
+                                  params=form.validated_data["params"])
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(JobSerializer(services.job_cancel(job=self.get_object())).data)
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        job = services.job_retry(job=self.get_object())
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from api.datasets.views import BenchmarkViewSet, CorpusViewSet
+from api.jobs.views import JobViewSet
+from api.tenancy.views import UsageView
+
+router = SimpleRouter(trailing_slash=True)
+router.register("corpora", CorpusViewSet, basename="corpus")
+router.register("benchmarks", BenchmarkViewSet, basename="benchmark")
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("api/v1/", include(router.urls)),
+    path("api/v1/usage/", UsageView.as_view(), name="usage"),
+    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
+         name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
+                                                     authentication_classes=[]), name="docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "api.core.errors.json_not_found"
+handler500 = "api.core.errors.json_server_error"

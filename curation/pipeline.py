@@ -1,0 +1,67 @@
+"""Per-shard pipeline steps, shared by the Celery executor and the library/CLI.
+
+Each step reads one shard, writes its outputs atomically to deterministic paths and
+returns a small stats dict; running a step twice gives the same files (idempotent).
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from curation.embedders import Embedder, embedder_key
+from curation.ingest import read_shard
+from curation.storage import atomic_write_bytes
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def load_embeddings(path: Path) -> np.ndarray:
+    """A shard's embeddings, ``(n, dim)`` float16 as stored (memory-mapped)."""
+    return np.load(path, mmap_mode="r")
+
+
+def embedding_meta(path: Path) -> dict | None:
+    sidecar = _sidecar(path)
+    return json.loads(sidecar.read_text()) if sidecar.exists() and path.exists() else None
+
+
+def embed_shard(
+    shard_path: Path,
+    embeddings_path: Path,
+    index_path: Path,
+    embedder: Embedder,
+    *,
+    batch_size: int | None = None,
+    chunk_size: int = 2048,
+) -> dict:
+    """Embed one shard: ``(n, dim)`` float16 ``.npy`` + a JSON sidecar + an exact FAISS part.
+
+    The sidecar records the embedder's name, version and key; if it already matches,
+    the cached vectors are reused and nothing is recomputed.
+    """
+    started = time.perf_counter()
+    texts = read_shard(shard_path, columns=["text"]).column("text").to_pylist()
+    meta = embedding_meta(embeddings_path)
+    expected = {"embedder": embedder.name, "version": embedder.version, "key": embedder_key(embedder),
+                "dim": embedder.dim, "documents": len(texts), "dtype": "float16"}
+    cached = meta == expected and index_path.exists()
+    if not cached:
+        vectors = np.empty((len(texts), embedder.dim), dtype=np.float16)
+        for start in range(0, len(texts), chunk_size):
+            batch = texts[start:start + chunk_size]
+            vectors[start:start + len(batch)] = embedder.encode(batch, batch_size=batch_size)
+        buffer = io.BytesIO()
+        np.save(buffer, vectors)
+        atomic_write_bytes(embeddings_path, buffer.getvalue())
+        part = faiss.IndexFlatIP(embedder.dim)
+        part.add(vectors.astype(np.float32))
+        atomic_write_bytes(index_path, faiss.serialize_index(part).tobytes())
+        atomic_write_bytes(_sidecar(embeddings_path), json.dumps(expected).encode())
+    return {"documents": len(texts), "cached": cached, "seconds": round(time.perf_counter() - started, 4)}

@@ -1,0 +1,39 @@
+"""The Celery app: Redis broker, late acks, per-shard tasks on queues ``cpu`` and ``gpu``."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "api.settings")
+
+app = Celery("curation")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_ignore_result=True,
+    task_default_queue="cpu",
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    imports=["workers.tasks"],
+)
+
+
+@app.on_after_configure.connect
+def _transport_options(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    # A message whose worker died unacknowledged is redelivered after this many seconds.
+    sender.conf.broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
+
+
+@worker_process_init.connect
+def _share_cores(**kwargs) -> None:
+    """Give each worker process its share of the cores, so torch threads don't oversubscribe."""
+    import torch
+
+    concurrency = app.conf.worker_concurrency or os.cpu_count() or 1
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
