@@ -182,7 +182,10 @@ def celery_broker_url(redis_url: str) -> str:
 
 CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False
+# Seconds before an unacknowledged message (its worker died) is delivered again; keep it
+# above the longest shard task, or a slow shard is started twice (harmless, but wasted).
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10)
 JOB_SHARD_SOFT_TIME_LIMIT = env_int("JOB_SHARD_SOFT_TIME_LIMIT", 3000)
 JOB_SHARD_TIME_LIMIT = env_int("JOB_SHARD_TIME_LIMIT", 3300)
 

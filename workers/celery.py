@@ -26,8 +26,13 @@ app.conf.update(
 def _transport_options(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
-    # A message whose worker died unacknowledged is redelivered after this many seconds.
-    sender.conf.broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
+    # A message whose worker died unacknowledged is redelivered once it is older than the
+    # visibility timeout, found by a sweep every `unacked_restore_interval` seconds.
+    sender.conf.broker_transport_options = {
+        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": settings.CELERY_UNACKED_RESTORE_INTERVAL,
+        "unacked_restore_throttle": 1,
+    }
 
 
 @worker_process_init.connect

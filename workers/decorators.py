@@ -35,7 +35,7 @@ def job_task(name: str):
         def task(self, job_id: str, *args):
             started = time.perf_counter()
             label = f"{name}[job={job_id} args={args}]"
-            logger.info("%s started (delivery %s)", label, "redelivered" if self.request.delivery_info.get(
+            logger.info("%s started (delivery %s)", label, "redelivered" if (self.request.delivery_info or {}).get(
                 "redelivered") else "first")
             try:
                 outcome = func(job_id, *args)

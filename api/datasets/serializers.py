@@ -7,7 +7,7 @@ from curation.ingest import FORMATS
 class DatasetUploadSerializer(serializers.Serializer):
     """Multipart form: the file plus optional field mapping."""
 
-    file = serializers.FileField(help_text="JSONL, CSV, TSV or Parquet; optionally gzip-compressed.")
+    file = serializers.FileField(allow_empty_file=True, help_text="JSONL, CSV, TSV or Parquet; optionally gzip.")
     name = serializers.CharField(required=False, max_length=200, allow_blank=True)
     format = serializers.ChoiceField(choices=FORMATS, required=False, help_text="Default: from the file name.")
     text_field = serializers.CharField(required=False, default="text", max_length=200)

@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from api.core.artifacts import artifact_store
+from api.core.errors import ApplicationError
 from api.datasets.models import Dataset
 from api.datasets.selectors import dataset_get
 from api.jobs.models import Job, JobShard
@@ -41,7 +42,8 @@ def _dataset_param(tenant, params: dict) -> Dataset:
     kind, dataset_id = given[0]
     dataset = dataset_get(tenant=tenant, dataset_id=dataset_id, kind=kind)
     if dataset is None:
-        raise serializers.ValidationError({kind: f"no {kind} with id {dataset_id}"})
+        raise ApplicationError("not_found", f"no {kind} with id {dataset_id}", detail={"field": f"params.{kind}"},
+                               status_code=404)
     return dataset
 
 

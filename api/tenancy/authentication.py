@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from api.tenancy.models import ApiKey, Tenant
@@ -56,3 +57,13 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         if isinstance(request.auth, ApiKey):
             return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Describes the bearer key in the OpenAPI schema."""
+
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "cur_<prefix>_<secret>"}

