@@ -69,7 +69,7 @@ class EmbeddedStack:
         from workers.celery import app
 
         app.conf.broker_url = celery_broker_url(self.redis_url)
-        logger.info("embedded Redis on %s", self.redis.socket_file)
+        logger.info("embedded Redis pid %d on %s", self.redis.pid, self.redis.socket_file)
 
     def _start_worker(self) -> None:
         log_dir = self.var_dir / "log"
