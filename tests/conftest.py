@@ -85,8 +85,7 @@ def dispatched(monkeypatch):
     from api.jobs import dispatch
 
     calls: list[tuple] = []
-    monkeypatch.setattr(dispatch, "enqueue_shards", lambda **kw: calls.append(("shards", kw)))
-    monkeypatch.setattr(dispatch, "enqueue_finalize", lambda **kw: calls.append(("finalize", kw)))
+    monkeypatch.setattr(dispatch, "enqueue_units", lambda **kw: calls.append(kw))
     return calls
 
 

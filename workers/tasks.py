@@ -3,11 +3,6 @@ from api.jobs import services
 from workers.decorators import job_task
 
 
-@job_task("jobs.run_shard")
-def run_job_shard(job_id: str, index: int) -> str:
-    return services.job_run_shard(job_id=job_id, index=index)
-
-
-@job_task("jobs.finalize")
-def finalize_job(job_id: str) -> str:
-    return services.job_finalize(job_id=job_id)
+@job_task("jobs.run_unit")
+def run_job_unit(job_id: str, stage: str, index: int) -> str:
+    return services.job_run_unit(job_id=job_id, stage=stage, index=index)

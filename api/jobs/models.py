@@ -22,8 +22,9 @@ class Job(TenantOwned):
     kind = models.CharField(max_length=32)
     params = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    stage = models.CharField(max_length=32, default="queued")
-    shards_total = models.PositiveIntegerField(default=0)
+    plan = models.JSONField(default=list, help_text="[{name, units, queue}] in order")
+    stage = models.CharField(max_length=32)
+    shards_total = models.PositiveIntegerField(default=0, help_text="units in all stages")
     shards_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -38,15 +39,16 @@ class Job(TenantOwned):
         return f"{self.kind} job {self.pk} ({self.status})"
 
 
-class JobShard(TenantOwned):
-    """One shard of one job, recorded once when its output is durably written."""
+class JobUnit(TenantOwned):
+    """One unit (usually a shard) of one stage of a job, recorded once its output is durable."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shard_results")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="units")
+    stage = models.CharField(max_length=32)
     index = models.PositiveIntegerField()
     seconds = models.FloatField()
     output = models.JSONField(default=dict)
     finished_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["index"]
-        constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_job_shard")]
+        ordering = ["stage", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "stage", "index"], name="unique_job_unit")]

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from api.jobs.kinds import KINDS
 from api.jobs.models import Job
+from api.jobs.selectors import job_units_done
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -26,13 +27,29 @@ class TimingsSerializer(serializers.Serializer):
     elapsed_seconds = serializers.FloatField(allow_null=True)
 
 
+class StageProgressSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queue = serializers.CharField()
+    units_done = serializers.IntegerField()
+    units = serializers.IntegerField()
+
+
 class JobSerializer(serializers.ModelSerializer):
+    """A job; ``progress`` counts units over all stages, ``stages`` breaks it down per stage."""
+
     progress = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
+    stages = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "params", "status", "stage", "progress", "timings", "error", "result"]
+        fields = ["id", "kind", "params", "status", "stage", "progress", "stages", "timings", "error", "result"]
+
+    @extend_schema_field(StageProgressSerializer(many=True))
+    def get_stages(self, job: Job) -> list[dict]:
+        done = job_units_done(job=job)
+        return [{"name": s["name"], "queue": s["queue"], "units_done": done.get(s["name"], 0), "units": s["units"]}
+                for s in job.plan]
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job: Job) -> dict:

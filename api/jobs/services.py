@@ -1,11 +1,11 @@
-"""Writes for jobs: create, cancel, retry, and the per-shard steps the workers run.
+"""Writes for jobs: create, cancel, retry, and the unit of work the workers run.
 
-Progress lives in the Job row. A shard counts as done when its JobShard row exists;
-that row is written only after the shard's outputs are durably in place, so a worker
-killed at any point leaves either no row (the redelivered task redoes the shard) or
-a row (the redelivered task skips it). Whichever task sees every shard done enqueues
-finalisation; finalising is idempotent and its closing UPDATE is conditional on the
-job still running, so a duplicate finalisation changes nothing.
+A job is a plan of stages run in order; each stage fans out into units (usually one
+per shard). Progress lives in the Job row. A unit counts as done when its JobUnit
+row exists, and that row is written only after the unit's outputs are durable, so a
+worker killed at any point leaves either no row (the redelivered task redoes the unit)
+or a row (the redelivered task skips it). The task that completes a stage moves the
+job on with one conditional UPDATE, so exactly one task dispatches the next stage.
 """
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ import logging
 import time
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from api.core.errors import ApplicationError
 from api.core.scope import tenant_scope
 from api.jobs import dispatch
-from api.jobs.kinds import KINDS
-from api.jobs.models import Job, JobShard
+from api.jobs.kinds import KINDS, Stage
+from api.jobs.models import Job, JobUnit
 from api.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
-FINALIZING = "finalizing"
 
 
 def _check_concurrency(tenant: Tenant) -> None:
@@ -38,32 +39,44 @@ def _check_concurrency(tenant: Tenant) -> None:
         )
 
 
-def _dispatch_missing(job: Job) -> None:
-    done = set(JobShard.objects.for_tenant(job.tenant_id).filter(job=job).values_list("index", flat=True))
-    missing = [i for i in range(job.shards_total) if i not in done]
-    kind = KINDS[job.kind]
+def _plan(job: Job) -> list[Stage]:
+    return [Stage(**stage) for stage in job.plan]
+
+
+def _dispatch_stage(job: Job, stage: Stage) -> None:
+    """After commit, enqueue the units of ``stage`` that are not done yet.
+
+    If all are done (a stage finished but the job was not moved on), unit 0 is
+    enqueued again: it finds itself done and moves the job on.
+    """
+    done = set(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage=stage.name)
+               .values_list("index", flat=True))
+    missing = [i for i in range(stage.units) if i not in done] or [0]
     job_id = str(job.pk)
-    if missing:
-        transaction.on_commit(lambda: dispatch.enqueue_shards(job_id=job_id, indices=missing, queue=kind.queue))
-    else:
-        transaction.on_commit(lambda: dispatch.enqueue_finalize(job_id=job_id))
+    transaction.on_commit(lambda: dispatch.enqueue_units(job_id=job_id, stage=stage.name, indices=missing,
+                                                         queue=stage.queue))
 
 
 def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
     if kind not in KINDS:
         raise ApplicationError("unknown_kind", f"kind must be one of {sorted(KINDS)}; got {kind!r}",
                                detail={"field": "kind", "allowed": sorted(KINDS)})
-    normalised, shards = KINDS[kind].validate(tenant=tenant, params=params or {})
+    job_kind = KINDS[kind]
+    normalised = job_kind.validate(tenant=tenant, params=params or {})
+    plan = job_kind.plan(tenant=tenant, params=normalised)
     with transaction.atomic():
         _check_concurrency(tenant)
-        job = Job.objects.for_tenant(tenant).create(tenant=tenant, kind=kind, params=normalised, shards_total=shards)
-        _dispatch_missing(job)
+        job = Job.objects.for_tenant(tenant).create(
+            tenant=tenant, kind=kind, params=normalised, plan=[s.as_dict() for s in plan], stage=plan[0].name,
+            shards_total=sum(s.units for s in plan),
+        )
+        _dispatch_stage(job, plan[0])
     return job
 
 
 def job_cancel(*, job: Job) -> Job:
     updated = Job.objects.for_tenant(job.tenant_id).filter(pk=job.pk, status__in=Job.ACTIVE).update(
-        status=Job.Status.CANCELLED, stage="cancelled", finished_at=timezone.now()
+        status=Job.Status.CANCELLED, finished_at=timezone.now()
     )
     job.refresh_from_db()
     if not updated:
@@ -73,63 +86,66 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def job_retry(*, job: Job) -> Job:
-    """Requeue a failed or cancelled job; shards already done are not redone."""
+    """Requeue a failed or cancelled job from its current stage; done units are not redone."""
     with transaction.atomic():
         _check_concurrency(job.tenant)
         updated = Job.objects.for_tenant(job.tenant_id).filter(
             pk=job.pk, status__in=(Job.Status.FAILED, Job.Status.CANCELLED)
-        ).update(status=Job.Status.QUEUED, stage="queued", error="", finished_at=None)
+        ).update(status=Job.Status.QUEUED, error="", finished_at=None)
         job.refresh_from_db()
         if not updated:
             raise ApplicationError("job_not_retryable", f"the job is {job.status}; only failed or cancelled jobs "
                                    "can be retried", status_code=409)
-        _dispatch_missing(job)
+        _dispatch_stage(job, next(s for s in _plan(job) if s.name == job.stage))
     return job
 
 
 def job_fail(*, job_id, reason: str) -> None:
     Job.unscoped_objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
-        status=Job.Status.FAILED, stage="failed", error=reason[:4000], finished_at=timezone.now()
+        status=Job.Status.FAILED, error=reason[:4000], finished_at=timezone.now()
     )
 
 
-def job_run_shard(*, job_id, index: int) -> str:
-    """Run one shard of a job (idempotent); the last shard to finish claims finalisation."""
+def _advance(job: Job, stage: Stage) -> str:
+    """Move a job whose ``stage`` is complete to the next stage, or finish it."""
+    plan = _plan(job)
+    position = [s.name for s in plan].index(stage.name)
+    moving = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, stage=stage.name)
+    if position == len(plan) - 1:
+        result = JobUnit.objects.get(job=job, stage=stage.name, index=0).output
+        moved = moving.update(status=Job.Status.SUCCEEDED, stage="done", result=result, finished_at=timezone.now())
+        return "job succeeded" if moved else "already finished"
+    following = plan[position + 1]
+    with transaction.atomic():
+        if not moving.update(stage=following.name):
+            return "already moved on"
+        _dispatch_stage(job, following)
+    return f"moved on to {following.name}"
+
+
+def job_run_unit(*, job_id, stage: str, index: int) -> str:
+    """Run one unit of a job's stage (idempotent); the stage's last unit moves the job on."""
     job = Job.unscoped_objects.filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE:
-        return "skipped: job is gone or no longer active"
-    kind = KINDS[job.kind]
+        return "skipped: the job is gone or no longer active"
+    if job.stage != stage:
+        return f"skipped: the job is at stage {job.stage}"
+    current = next(s for s in _plan(job) if s.name == stage)
     with tenant_scope(job.tenant_id):
         Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.RUNNING, stage=kind.stage, started_at=timezone.now()
+            status=Job.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(timezone.now()))
         )
         outcome = "already done"
-        if not JobShard.objects.filter(job=job, index=index).exists():
+        if not JobUnit.objects.filter(job=job, stage=stage, index=index).exists():
             started = time.perf_counter()
-            output = kind.run_shard(job=job, index=index)
+            output = KINDS[job.kind].run_unit(job=job, stage=stage, index=index)
             try:
-                JobShard.objects.create(tenant_id=job.tenant_id, job=job, index=index,
+                JobUnit.objects.create(tenant_id=job.tenant_id, job=job, stage=stage, index=index,
                                         seconds=time.perf_counter() - started, output=output)
                 outcome = "done"
             except IntegrityError:
                 outcome = "done concurrently by another delivery"
-        done = JobShard.objects.filter(job=job).count()
-        Job.objects.filter(pk=job.pk).update(shards_done=done)
-        if done >= job.shards_total:
-            Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(stage=FINALIZING)
-            dispatch.enqueue_finalize(job_id=str(job.pk))
+        Job.objects.filter(pk=job.pk).update(shards_done=JobUnit.objects.filter(job=job).count())
+        if JobUnit.objects.filter(job=job, stage=stage).count() >= current.units:
+            outcome += "; " + _advance(job, current)
     return outcome
-
-
-def job_finalize(*, job_id) -> str:
-    job = Job.unscoped_objects.filter(pk=job_id).first()
-    if job is None or job.status not in Job.ACTIVE:
-        return "skipped: job is gone or no longer active"
-    with tenant_scope(job.tenant_id):
-        if job.status == Job.Status.QUEUED:  # a job with no shards
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
-        result = KINDS[job.kind].finalize(job=job)
-        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
-            status=Job.Status.SUCCEEDED, stage="done", result=result, finished_at=timezone.now()
-        )
-    return "succeeded"

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 
 from api.jobs import services
-from api.jobs.models import Job, JobShard
+from api.jobs.models import Job, JobUnit
 from curation.embedders import embedder_key, get_embedder
 from curation.ingest import read_shard
 from tests.api.helpers import error_of, small_corpus, upload
 
 
-def run_inline(job_id: str) -> dict:
-    """Do what the workers do: every shard, then finalisation."""
+def run_inline(job_id: str) -> Job:
+    """Do what the workers do: every unit of every stage, in order."""
     job = Job.unscoped_objects.get(pk=job_id)
-    for index in range(job.shards_total):
-        services.job_run_shard(job_id=job_id, index=index)
-    services.job_finalize(job_id=job_id)
+    for stage in job.plan:
+        for index in range(stage["units"]):
+            services.job_run_unit(job_id=job_id, stage=stage["name"], index=index)
     job.refresh_from_db()
     return job
 
@@ -37,11 +37,13 @@ def test_embed_job_writes_float16_embeddings_and_faiss_parts_per_shard(client_a,
                                  format="json")
     assert response.status_code == 202
     body = response.json()
-    assert body["status"] == "queued" and body["progress"] == {"shards_done": 0, "shards_total": 3, "fraction": 0.0}
-    assert dispatched == [("shards", {"job_id": body["id"], "indices": [0, 1, 2], "queue": "gpu"})]
+    assert body["status"] == "queued" and body["progress"] == {"shards_done": 0, "shards_total": 4, "fraction": 0.0}
+    assert body["stages"] == [{"name": "embedding", "queue": "gpu", "units_done": 0, "units": 3},
+                              {"name": "summary", "queue": "cpu", "units_done": 0, "units": 1}]
+    assert dispatched == [{"job_id": body["id"], "stage": "embedding", "indices": [0, 1, 2], "queue": "gpu"}]
 
     job = run_inline(body["id"])
-    assert job.status == "succeeded" and job.stage == "done" and job.shards_done == 3
+    assert job.status == "succeeded" and job.stage == "done" and job.shards_done == 4
     detail = client_a.get(f"/api/v1/jobs/{body['id']}/").json()
     assert detail["progress"]["fraction"] == 1.0 and detail["timings"]["elapsed_seconds"] >= 0
     assert detail["result"]["documents"] == 25 and detail["result"]["dim"] == 64
@@ -62,11 +64,12 @@ def test_embed_job_writes_float16_embeddings_and_faiss_parts_per_shard(client_a,
 def test_rerun_skips_done_shards_and_a_second_job_reuses_the_cache(tenant_a, corpus, dispatched):
     tenant = tenant_a[0]
     job = services.job_create(tenant=tenant, kind="embed", params={"corpus": corpus["id"], "embedder": "hashing"})
-    assert services.job_run_shard(job_id=job.pk, index=1) == "done"
-    assert services.job_run_shard(job_id=job.pk, index=1) == "already done"
-    assert JobShard.unscoped_objects.filter(job=job).count() == 1
+    assert services.job_run_unit(job_id=job.pk, stage="embedding", index=1) == "done"
+    assert services.job_run_unit(job_id=job.pk, stage="embedding", index=1) == "already done"
+    assert services.job_run_unit(job_id=job.pk, stage="summary", index=0).startswith("skipped")
+    assert JobUnit.unscoped_objects.filter(job=job).count() == 1
     run_inline(job.pk)
-    assert JobShard.unscoped_objects.filter(job=job).count() == 3
+    assert JobUnit.unscoped_objects.filter(job=job, stage="embedding").count() == 3
 
     again = run_inline(services.job_create(tenant=tenant, kind="embed",
                                            params={"corpus": corpus["id"], "embedder": "hashing"}).pk)
@@ -105,10 +108,10 @@ def test_cancel_stops_work_and_retry_only_redoes_missing_shards(client_a, tenant
                                                               django_capture_on_commit_callbacks):
     job = services.job_create(tenant=tenant_a[0], kind="embed", params={"corpus": corpus["id"],
                                                                         "embedder": "hashing"})
-    services.job_run_shard(job_id=job.pk, index=0)
+    services.job_run_unit(job_id=job.pk, stage="embedding", index=0)
     response = client_a.post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    assert services.job_run_shard(job_id=job.pk, index=1).startswith("skipped")
+    assert services.job_run_unit(job_id=job.pk, stage="embedding", index=1).startswith("skipped")
     again = client_a.post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert again.status_code == 409 and error_of(again)["code"] == "job_not_active"
 
@@ -116,20 +119,20 @@ def test_cancel_stops_work_and_retry_only_redoes_missing_shards(client_a, tenant
     with django_capture_on_commit_callbacks(execute=True):
         response = client_a.post(f"/api/v1/jobs/{job.pk}/retry/")
     assert response.status_code == 202 and response.json()["status"] == "queued"
-    assert dispatched == [("shards", {"job_id": str(job.pk), "indices": [1, 2], "queue": "gpu"})]
+    assert dispatched == [{"job_id": str(job.pk), "stage": "embedding", "indices": [1, 2], "queue": "gpu"}]
     assert run_inline(job.pk).status == "succeeded"
     assert client_a.post(f"/api/v1/jobs/{job.pk}/retry/").status_code == 409
 
 
 def test_a_failing_shard_marks_the_job_failed_with_a_reason(tenant_a, corpus, dispatched, artifact_root):
-    from workers.tasks import run_job_shard
+    from workers.tasks import run_job_unit
 
     job = services.job_create(tenant=tenant_a[0], kind="embed", params={"corpus": corpus["id"],
                                                                         "embedder": "hashing"})
     next(artifact_root.rglob("shard-00001.parquet")).write_bytes(b"corrupted")
-    assert run_job_shard.run(str(job.pk), 1) == "failed"
+    assert run_job_unit.run(str(job.pk), "embedding", 1) == "failed"
     job.refresh_from_db()
-    assert job.status == "failed" and "jobs.run_shard (1,)" in job.error and job.finished_at is not None
+    assert job.status == "failed" and "jobs.run_unit ('embedding', 1)" in job.error and job.finished_at is not None
 
 
 def test_job_list_filters(client_a, tenant_a, corpus, dispatched):

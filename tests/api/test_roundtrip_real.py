@@ -31,7 +31,7 @@ def test_ag_news_round_trip(client_a, dispatched, artifact_root, django_capture_
                             format="json").json()
     run_inline(job["id"])
     job = client_a.get(f"/api/v1/jobs/{job['id']}/").json()
-    assert job["status"] == "succeeded" and job["progress"]["shards_done"] == 4
+    assert job["status"] == "succeeded" and job["progress"]["shards_done"] == 5
 
     key = job["result"]["embedder_key"]
     shards = sorted(artifact_root.rglob("shards/shard-*.parquet"))

@@ -16,7 +16,7 @@ from django.db import connection
 
 from api.datasets.services import dataset_create
 from api.jobs import services
-from api.jobs.models import Job, JobShard
+from api.jobs.models import Job, JobUnit
 from api.settings import BASE_DIR, celery_broker_url
 from curation.demo_data import demo_corpus
 from curation.ingest import FieldMapping
@@ -103,7 +103,7 @@ def test_worker_runs_jobs_and_survives_sigkill_mid_job(transactional_db, make_te
     job = services.job_create(tenant=tenant, kind="embed", params={"corpus": str(small.pk), "embedder": "hashing"})
     job = _wait(job.pk, lambda j: j.status not in Job.ACTIVE, timeout=180)
     assert job.status == "succeeded", job.error
-    assert job.shards_done == 6 and job.result["documents"] == 120
+    assert job.shards_done == 7 and job.result["documents"] == 120
 
     big = _corpus(tenant, demo_corpus(960, seed=4), shard_size=120)
     job = services.job_create(tenant=tenant, kind="embed", params={"corpus": str(big.pk)})
@@ -111,11 +111,12 @@ def test_worker_runs_jobs_and_survives_sigkill_mid_job(transactional_db, make_te
     first.kill(signal.SIGKILL)
     killed_at = Job.unscoped_objects.get(pk=job.pk)
     assert killed_at.status == "running" and killed_at.shards_done < 8, "the job finished before the kill"
+    assert killed_at.stage == "embedding"
 
     workers()
     job = _wait(job.pk, lambda j: j.status not in Job.ACTIVE, timeout=300)
     assert job.status == "succeeded", job.error
-    indices = list(JobShard.unscoped_objects.filter(job=job).values_list("index", flat=True))
+    indices = list(JobUnit.unscoped_objects.filter(job=job, stage="embedding").values_list("index", flat=True))
     assert sorted(indices) == list(range(8)), "every shard recorded exactly once"
     key = job.result["embedder_key"]
     files = sorted((artifact_root).rglob(f"{big.pk}/embeddings/{key}/*"))

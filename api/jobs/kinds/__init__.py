@@ -1,0 +1,7 @@
+"""The registry of job kinds."""
+from api.jobs.kinds.base import JobKind, Stage
+from api.jobs.kinds.embed import EmbedKind
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (EmbedKind(),)}
+
+__all__ = ["KINDS", "JobKind", "Stage"]
