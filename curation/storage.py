@@ -5,7 +5,8 @@ Layout (local filesystem; the same keys map onto an object store)::
     <root>/tenants/<tenant_id>/datasets/<dataset_id>/shards/shard-00000.parquet
     <root>/tenants/<tenant_id>/datasets/<dataset_id>/embeddings/<embedder_key>/shard-00000.npy
     <root>/tenants/<tenant_id>/datasets/<dataset_id>/faiss/<embedder_key>/shard-00000.faiss
-    <root>/tenants/<tenant_id>/jobs/<job_id>/...
+    <root>/tenants/<tenant_id>/jobs/<job_id>/scores/<metric>/shard-00000.parquet
+    <root>/tenants/<tenant_id>/jobs/<job_id>/<job-level artifacts>
     <root>/tenants/<tenant_id>/staging/<random>/        (uploads being validated)
 
 Paths are built by :meth:`ArtifactStore.path` only; every other helper goes through it,
@@ -60,6 +61,14 @@ class ArtifactStore:
 
     def job_dir(self, tenant_id: object, job_id: object) -> Path:
         return self.path(tenant_id, "jobs", job_id)
+
+    def scores_path(self, tenant_id: object, job_id: object, metric: str, index: int) -> Path:
+        """Per-document scores of one shard, written by a job: ``jobs/<job>/scores/<metric>/shard-N.parquet``."""
+        return self.path(tenant_id, "jobs", job_id, "scores", metric, shard_name(index, ".parquet"))
+
+    def job_file(self, tenant_id: object, job_id: object, name: str) -> Path:
+        """A job-level artifact (a model, a sample), e.g. ``jobs/<job>/classifier.bin``."""
+        return self.path(tenant_id, "jobs", job_id, name)
 
     @contextmanager
     def staging(self, tenant_id: object) -> Iterator[Path]:

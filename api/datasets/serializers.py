@@ -39,3 +39,10 @@ class DatasetDetailSerializer(DatasetSerializer):
 
     class Meta(DatasetSerializer.Meta):
         fields = DatasetSerializer.Meta.fields + ["shards"]
+
+
+class ScoresQuerySerializer(serializers.Serializer):
+    metric = serializers.CharField(help_text="e.g. prototypes, semdedup, d4, el2n, betr")
+    job = serializers.UUIDField(required=False, help_text="read this job's scores (default: the newest)")
+    kept = serializers.BooleanField(required=False, allow_null=True, default=None,
+                                    help_text="only kept (true) or only dropped (false) documents")

@@ -1,12 +1,30 @@
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import mixins, renderers, status
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from api.core.artifacts import artifact_store
+from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.datasets import serializers, services
 from api.datasets.models import Dataset
+from api.jobs.selectors import job_with_scores
 from curation.ingest import FieldMapping
+from curation.scores import iter_score_jsonl
+
+
+class NDJSONRenderer(renderers.BaseRenderer):
+    """Streams pass through; errors on this endpoint still render as JSON."""
+
+    media_type = "application/x-ndjson"
+    format = "jsonl"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return renderers.JSONRenderer().render(data)
 
 
 class _DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -50,9 +68,30 @@ class _DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
 
 class CorpusViewSet(_DatasetViewSet):
-    """Training corpora: upload, list, get, delete."""
+    """Training corpora: upload, list, get, delete, and per-document scores."""
 
     kind = Dataset.Kind.CORPUS
+
+    @extend_schema(parameters=[serializers.ScoresQuerySerializer], responses={
+        (200, "application/x-ndjson"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, NDJSONRenderer])
+    def scores(self, request, pk=None):
+        """Stream one JSON line per document: ``{"id", "score", "kept", "reason", ...}``."""
+        corpus = self.get_object()
+        query = serializers.ScoresQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        metric = query.validated_data["metric"]
+        job = job_with_scores(tenant=self.tenant, dataset_id=corpus.pk, metric=metric,
+                              job_id=query.validated_data.get("job"))
+        if job is None:
+            raise ApplicationError("no_scores", f"no succeeded job has computed {metric!r} scores for this corpus; "
+                                   "run a prune or betr job first", detail={"metric": metric}, status_code=404)
+        store = artifact_store()
+        paths = [store.scores_path(self.tenant.pk, job.pk, metric, i) for i in range(corpus.shard_count)]
+        response = StreamingHttpResponse(iter_score_jsonl(paths, kept=query.validated_data.get("kept")),
+                                         content_type="application/x-ndjson")
+        response["X-Scores-Job"] = str(job.pk)
+        return response
 
 
 class BenchmarkViewSet(_DatasetViewSet):

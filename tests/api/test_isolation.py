@@ -33,6 +33,7 @@ def _snapshot(artifact_root):
 OBJECT_ENDPOINTS = [
     ("get", "/api/v1/corpora/{corpus}/"),
     ("delete", "/api/v1/corpora/{corpus}/"),
+    ("get", "/api/v1/corpora/{corpus}/scores/?metric=prototypes"),
     ("get", "/api/v1/benchmarks/{benchmark}/"),
     ("delete", "/api/v1/benchmarks/{benchmark}/"),
     ("get", "/api/v1/jobs/{job}/"),
