@@ -59,6 +59,9 @@ class ArtifactStore:
     def index_part_path(self, tenant_id: object, dataset_id: object, embedder_key: str, index: int) -> Path:
         return self.path(tenant_id, "datasets", dataset_id, "faiss", embedder_key, shard_name(index, ".faiss"))
 
+    def predictions_path(self, tenant_id: object, dataset_id: object, prediction_set_id: object) -> Path:
+        return self.path(tenant_id, "datasets", dataset_id, "predictions", f"{prediction_set_id}.parquet")
+
     def job_dir(self, tenant_id: object, job_id: object) -> Path:
         return self.path(tenant_id, "jobs", job_id)
 

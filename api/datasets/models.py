@@ -46,3 +46,16 @@ class Shard(TenantOwned):
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="unique_shard_index")]
+
+
+class PredictionSet(TenantOwned):
+    """Per-document model probabilities and labels uploaded for EL2N scoring."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="prediction_sets")
+    name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=255)
+    documents = models.PositiveIntegerField()
+    classes = models.PositiveIntegerField()
+    runs = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)

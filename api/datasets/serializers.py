@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from api.datasets.models import Dataset, Shard
+from api.datasets.models import Dataset, PredictionSet, Shard
 from curation.ingest import FORMATS
 
 
@@ -46,3 +46,15 @@ class ScoresQuerySerializer(serializers.Serializer):
     job = serializers.UUIDField(required=False, help_text="read this job's scores (default: the newest)")
     kept = serializers.BooleanField(required=False, allow_null=True, default=None,
                                     help_text="only kept (true) or only dropped (false) documents")
+
+
+class PredictionUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, help_text='JSON lines {"id", "label", "probs"}; see the '
+                                 "EL2N section of the README.")
+    name = serializers.CharField(required=False, max_length=200, allow_blank=True)
+
+
+class PredictionSetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PredictionSet
+        fields = ["id", "name", "filename", "documents", "classes", "runs", "created_at"]

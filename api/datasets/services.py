@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -11,9 +12,10 @@ from django.db.models import Sum
 
 from api.core.artifacts import artifact_store
 from api.core.errors import ApplicationError
-from api.datasets.models import Dataset, Shard
+from api.datasets.models import Dataset, PredictionSet, Shard
 from api.tenancy.models import Tenant
-from curation.ingest import FieldMapping, IngestError, ingest_file
+from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
+from curation.predictions import ingest_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +123,34 @@ def dataset_delete(*, dataset: Dataset) -> None:
     with transaction.atomic():
         dataset.delete()
         transaction.on_commit(lambda: store.remove_tree(directory))
+
+
+def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str = "") -> PredictionSet:
+    """Validate uploaded predictions against the corpus ids and store them (all or nothing)."""
+    store = artifact_store()
+    filename = Path(upload.name or "predictions.jsonl").name
+    known_ids: set[str] = set()
+    for shard in range(dataset.shard_count):
+        known_ids.update(read_shard(store.shard_path(dataset.tenant_id, dataset.pk, shard), ["id"])
+                         .column("id").to_pylist())
+    prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or filename,
+                                   filename=filename)
+    final = store.predictions_path(dataset.tenant_id, dataset.pk, prediction_set.pk)
+    with store.staging(dataset.tenant_id) as staging:
+        try:
+            summary = ingest_predictions(_upload_on_disk(upload, staging), filename=filename,
+                                         is_known_id=known_ids.__contains__, out_path=staging / "predictions.parquet",
+                                         max_bytes=settings.UPLOAD_MAX_BYTES)
+        except IngestError as exc:
+            raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
+        prediction_set.documents, prediction_set.classes, prediction_set.runs = (
+            summary.documents, summary.classes, summary.runs)
+        try:
+            with transaction.atomic():
+                prediction_set.save()
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / "predictions.parquet", final)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+    return prediction_set

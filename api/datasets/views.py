@@ -10,7 +10,7 @@ from api.core.artifacts import artifact_store
 from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.datasets import serializers, services
-from api.datasets.models import Dataset
+from api.datasets.models import Dataset, PredictionSet
 from api.jobs.selectors import job_with_scores
 from curation.ingest import FieldMapping
 from curation.scores import iter_score_jsonl
@@ -71,6 +71,22 @@ class CorpusViewSet(_DatasetViewSet):
     """Training corpora: upload, list, get, delete, and per-document scores."""
 
     kind = Dataset.Kind.CORPUS
+
+    @extend_schema(methods=["post"], request=serializers.PredictionUploadSerializer,
+                   responses={201: serializers.PredictionSetSerializer})
+    @extend_schema(methods=["get"], responses={200: serializers.PredictionSetSerializer(many=True)})
+    @action(detail=True, methods=["get", "post"])
+    def predictions(self, request, pk=None):
+        """Per-document probabilities and labels for EL2N: upload (POST) or list (GET)."""
+        corpus = self.get_object()
+        if request.method == "GET":
+            sets = PredictionSet.objects.for_tenant(self.tenant).filter(dataset=corpus).order_by("-created_at")
+            return Response(serializers.PredictionSetSerializer(sets, many=True).data)
+        form = serializers.PredictionUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        prediction_set = services.prediction_set_create(dataset=corpus, upload=form.validated_data["file"],
+                                                        name=form.validated_data.get("name", ""))
+        return Response(serializers.PredictionSetSerializer(prediction_set).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[serializers.ScoresQuerySerializer], responses={
         (200, "application/x-ndjson"): OpenApiTypes.STR})

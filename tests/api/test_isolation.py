@@ -34,6 +34,8 @@ OBJECT_ENDPOINTS = [
     ("get", "/api/v1/corpora/{corpus}/"),
     ("delete", "/api/v1/corpora/{corpus}/"),
     ("get", "/api/v1/corpora/{corpus}/scores/?metric=prototypes"),
+    ("get", "/api/v1/corpora/{corpus}/predictions/"),
+    ("post", "/api/v1/corpora/{corpus}/predictions/"),
     ("get", "/api/v1/benchmarks/{benchmark}/"),
     ("delete", "/api/v1/benchmarks/{benchmark}/"),
     ("get", "/api/v1/jobs/{job}/"),
