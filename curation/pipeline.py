@@ -65,3 +65,14 @@ def embed_shard(
         atomic_write_bytes(index_path, faiss.serialize_index(part).tobytes())
         atomic_write_bytes(_sidecar(embeddings_path), json.dumps(expected).encode())
     return {"documents": len(texts), "cached": cached, "seconds": round(time.perf_counter() - started, 4)}
+
+
+def concat_embeddings(paths: list[Path]) -> np.ndarray:
+    """Stack per-shard float16 embeddings into one ``(n, dim)`` float32 array (shard order)."""
+    parts = [np.asarray(load_embeddings(path), dtype=np.float32) for path in paths]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def concat_column(shard_paths: list[Path], column: str) -> list:
+    """One column of every shard, in order (``id``, ``text``, ``source``)."""
+    return [value for path in shard_paths for value in read_shard(path, [column]).column(column).to_pylist()]

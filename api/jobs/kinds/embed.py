@@ -4,11 +4,10 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from api.core.artifacts import artifact_store
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
+from api.jobs.kinds.common import embedding_stage, run_embedding_unit
 from api.jobs.models import JobUnit
 from curation.embedders import DEFAULT_EMBEDDER, Embedder, embedder_key, get_embedder, parse_embedder_spec
-from curation.pipeline import embed_shard
 
 
 def embedder_spec(value: str) -> str:
@@ -61,22 +60,13 @@ class EmbedKind(JobKind):
         return params.get("corpus") or params["benchmark"]
 
     def plan(self, *, tenant, params):
-        shards = dataset_of(tenant.pk, self.dataset_id(params)).shard_count
-        return [Stage("embedding", shards, queue="gpu"), Stage("summary", 1)]
+        return [embedding_stage([dataset_of(tenant.pk, self.dataset_id(params))]), Stage("summary", 1)]
 
     def run_unit(self, *, job, stage, index):
         dataset = dataset_of(job.tenant_id, self.dataset_id(job.params))
         embedder = job_embedder(job)
         if stage == "embedding":
-            key = embedder_key(embedder)
-            store = artifact_store()
-            return embed_shard(
-                store.shard_path(job.tenant_id, dataset.pk, index),
-                store.embedding_path(job.tenant_id, dataset.pk, key, index),
-                store.index_part_path(job.tenant_id, dataset.pk, key, index),
-                embedder,
-                batch_size=job.params.get("batch_size"),
-            )
+            return run_embedding_unit([dataset], index, embedder, job.params.get("batch_size"))
         outputs = list(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="embedding")
                        .values_list("output", flat=True))
         computed = [o for o in outputs if not o["cached"]]

@@ -1,0 +1,48 @@
+"""Pieces several job kinds share: the embedding stage over one or more datasets, and
+loading a dataset's stored columns and embeddings."""
+from __future__ import annotations
+
+import numpy as np
+
+from api.core.artifacts import artifact_store
+from api.datasets.models import Dataset
+from api.jobs.kinds.base import Stage
+from curation.embedders import Embedder, embedder_key
+from curation.pipeline import concat_column, concat_embeddings, embed_shard
+
+
+def embedding_stage(datasets: list[Dataset]) -> Stage:
+    """One unit per shard of every dataset (queue ``gpu``); cached shards finish at once."""
+    return Stage("embedding", sum(d.shard_count for d in datasets), queue="gpu")
+
+
+def run_embedding_unit(datasets: list[Dataset], index: int, embedder: Embedder, batch_size: int | None = None) -> dict:
+    """Embed the ``index``-th shard counting across ``datasets`` in order."""
+    for dataset in datasets:
+        if index < dataset.shard_count:
+            store = artifact_store()
+            key = embedder_key(embedder)
+            output = embed_shard(
+                store.shard_path(dataset.tenant_id, dataset.pk, index),
+                store.embedding_path(dataset.tenant_id, dataset.pk, key, index),
+                store.index_part_path(dataset.tenant_id, dataset.pk, key, index),
+                embedder,
+                batch_size=batch_size,
+            )
+            return {"dataset": str(dataset.pk), "shard": index, **output}
+        index -= dataset.shard_count
+    raise IndexError("embedding unit out of range")
+
+
+def dataset_embeddings(dataset: Dataset, embedder: Embedder) -> np.ndarray:
+    """``(documents, dim)`` float32 embeddings of a dataset, in document order."""
+    store = artifact_store()
+    key = embedder_key(embedder)
+    return concat_embeddings([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
+                              for i in range(dataset.shard_count)])
+
+
+def dataset_column(dataset: Dataset, column: str) -> list:
+    store = artifact_store()
+    return concat_column([store.shard_path(dataset.tenant_id, dataset.pk, i) for i in range(dataset.shard_count)],
+                         column)
