@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "api.tenancy",
     "api.datasets",
     "api.jobs",
+    "api.modeling",
 ]
 
 MIDDLEWARE = [

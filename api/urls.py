@@ -5,12 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
 from api.jobs.views import JobViewSet
+from api.modeling.views import PilotRunViewSet
 from api.tenancy.views import UsageView
 
 router = SimpleRouter(trailing_slash=True)
 router.register("corpora", CorpusViewSet, basename="corpus")
 router.register("benchmarks", BenchmarkViewSet, basename="benchmark")
 router.register("jobs", JobViewSet, basename="job")
+router.register("pilot-runs", PilotRunViewSet, basename="pilot-run")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

@@ -84,6 +84,7 @@ def test_lists_and_usage_show_only_own_objects(client_b, objects_of_a):
 
 ALL_ENDPOINTS = [("get", "/api/v1/corpora/"), ("post", "/api/v1/corpora/"), ("get", "/api/v1/benchmarks/"),
                  ("post", "/api/v1/benchmarks/"), ("get", "/api/v1/jobs/"), ("post", "/api/v1/jobs/"),
+                 ("get", "/api/v1/pilot-runs/"), ("post", "/api/v1/pilot-runs/"),
                  ("get", "/api/v1/usage/")] + OBJECT_ENDPOINTS
 
 
