@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -66,6 +67,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):  # e.g. a malformed id in a query filter
+        exc = exceptions.ValidationError(exc.messages)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             error_body("validation_error", _validation_message(exc.detail), {"fields": exc.detail}),

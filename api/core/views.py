@@ -16,6 +16,8 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
 
     model: type[models.Model]
     lookup_value_regex = UUID_PATTERN
+    #: Fields a list may be filtered on with ``?field=value``.
+    query_filters: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -28,7 +30,13 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
         return self.request.auth.tenant
 
     def get_queryset(self) -> models.QuerySet:
-        return self.scope_queryset(self.model.objects.for_tenant(self.tenant))
+        queryset = self.model.objects.for_tenant(self.tenant)
+        if self.action == "list":
+            for field in self.query_filters:
+                value = self.request.query_params.get(field)
+                if value:
+                    queryset = queryset.filter(**{field: value})
+        return self.scope_queryset(queryset)
 
     def scope_queryset(self, queryset: models.QuerySet) -> models.QuerySet:
         """Hook: filter or annotate further (never widen)."""

@@ -15,12 +15,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     model = Job
     serializer_class = JobSerializer
 
-    def scope_queryset(self, queryset):
-        for field in ("status", "kind"):
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
-        return queryset
+    query_filters = ("status", "kind")
 
     @extend_schema(request=JobCreateSerializer, responses={202: JobSerializer})
     def create(self, request):

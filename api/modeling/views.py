@@ -19,12 +19,7 @@ class PilotRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     model = PilotRun
     serializer_class = PilotRunSerializer
 
-    def scope_queryset(self, queryset):
-        for field in ("corpus", "metric"):
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
-        return queryset
+    query_filters = ("corpus", "metric")
 
     @extend_schema(request=PilotRunInputSerializer(many=True), responses={201: PilotRunSerializer(many=True)})
     def create(self, request):

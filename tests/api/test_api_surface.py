@@ -61,3 +61,9 @@ def test_schema_and_docs_are_served_without_a_key(client, path, db):
             assert expected in text.lower() if expected == "bearer" else expected in text
     else:
         assert b"swagger" in response.content.lower() and b"cdn" not in response.content.lower()
+
+
+def test_malformed_query_filters_are_a_400(client_a):
+    response = client_a.get("/api/v1/pilot-runs/?corpus=not-a-uuid")
+    assert response.status_code == 400 and error_of(response)["code"] == "validation_error"
+    assert client_a.get("/api/v1/jobs/?status=nonsense").json()["results"] == []
