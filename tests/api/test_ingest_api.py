@@ -152,3 +152,25 @@ def test_list_get_and_delete_removes_artifacts(client_a, artifact_root, django_c
     assert not any(corpus["id"] in p for p in files_under(artifact_root))
     assert client_a.get(f"/api/v1/corpora/{corpus['id']}/").status_code == 404
     assert Shard.unscoped_objects.filter(dataset_id=corpus["id"]).count() == 0
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_large_uploads_spool_to_disk_and_leave_no_temp_file(client_a, artifact_root, settings, tmp_path, valid):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(spool)
+    records = [{"id": str(i), "text": "word " * 150} for i in range(3000)]
+    if not valid:
+        records[-1] = {"id": "last"}
+    content = jsonl(records)
+    assert len(content) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+    with open(tmp_path / "big.jsonl", "wb") as handle:
+        handle.write(content)
+    with open(tmp_path / "big.jsonl", "rb") as handle:
+        response = client_a.post("/api/v1/corpora/", {"file": handle}, format="multipart")
+    if valid:
+        assert response.status_code == 201 and response.json()["documents"] == 3000
+    else:
+        assert response.status_code == 400 and error_of(response)["detail"]["line"] == 3000
+        assert files_under(artifact_root) == []
+    assert list(spool.iterdir()) == []
