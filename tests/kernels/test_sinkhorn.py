@@ -7,6 +7,15 @@ import torch
 from kernels.sinkhorn import cost_matrix, sinkhorn_divergence, solve
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are small: one thread is as fast, and OpenMP regions stall on oversubscribed cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _problem(seed=0, n=40, m=30, d=4):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
