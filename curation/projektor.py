@@ -62,7 +62,7 @@ def project_to_simplex(v) -> np.ndarray:
     with :math:`\\theta` found by sorting (Duchi, Shalev-Shwartz, Singer and Chandra 2008,
     "Efficient Projections onto the l1-Ball for Learning in High Dimensions").
 
-    >>> project_to_simplex([0.5, 0.5, 1.0]).tolist()
+    >>> project_to_simplex([0.0, 0.1, 2.0]).tolist()
     [0.0, 0.0, 1.0]
     >>> project_to_simplex([0.2, 0.3, 0.1]).round(4).tolist()
     [0.3333, 0.4333, 0.2333]
