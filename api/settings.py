@@ -87,6 +87,9 @@ INSTALLED_APPS = [
     "api.datasets",
     "api.jobs",
     "api.modeling",
+    "django_celery_beat",
+    "api.schedules",
+    "api.console",
 ]
 
 MIDDLEWARE = [
@@ -135,6 +138,11 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- console (Django login; users reach the tenants they are members of) -------------
+LOGIN_URL = "/console/login/"
+LOGIN_REDIRECT_URL = "/console/"
+LOGOUT_REDIRECT_URL = "/console/login/"
 
 # --- artifact store and ingest limits -------------------------------------------------
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
@@ -189,6 +197,9 @@ CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10)
 JOB_SHARD_SOFT_TIME_LIMIT = env_int("JOB_SHARD_SOFT_TIME_LIMIT", 3000)
 JOB_SHARD_TIME_LIMIT = env_int("JOB_SHARD_TIME_LIMIT", 3300)
+# Schedules live in the database (django-celery-beat); `celery -A workers beat` fires them.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+SCHEDULE_MIN_INTERVAL_SECONDS = env_int("SCHEDULE_MIN_INTERVAL_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

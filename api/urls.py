@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
 from api.jobs.views import JobViewSet
 from api.modeling.views import PilotRunViewSet
+from api.schedules.views import ScheduleViewSet
 from api.tenancy.views import UsageView
 
 router = SimpleRouter(trailing_slash=True)
@@ -13,6 +14,7 @@ router.register("corpora", CorpusViewSet, basename="corpus")
 router.register("benchmarks", BenchmarkViewSet, basename="benchmark")
 router.register("jobs", JobViewSet, basename="job")
 router.register("pilot-runs", PilotRunViewSet, basename="pilot-run")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
@@ -22,6 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
                                                      authentication_classes=[]), name="docs"),
     path("admin/", admin.site.urls),
+    path("console/", include("api.console.urls")),
 ]
 
 handler404 = "api.core.errors.json_not_found"

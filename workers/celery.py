@@ -18,7 +18,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
-    imports=["workers.tasks"],
+    imports=["workers.tasks", "api.schedules.tasks"],
+    result_expires=None,  # no result backend to clean, so beat needs no backend_cleanup entry
 )
 
 

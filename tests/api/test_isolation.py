@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 from api.datasets.models import Dataset
 from api.jobs import services as job_services
 from api.jobs.models import Job
+from api.schedules.models import Schedule
+from api.schedules.services import schedule_create
 from api.tenancy.services import api_key_revoke
 from tests.api.helpers import error_of, files_under, small_corpus, upload
 
@@ -21,13 +23,17 @@ def objects_of_a(client_a, tenant_a, dispatched):
     failed = job_services.job_create(tenant=tenant_a[0], kind="embed",
                                      params={"benchmark": benchmark["id"], "embedder": "hashing"})
     job_services.job_fail(job_id=failed.pk, reason="test")
-    return {"corpus": corpus["id"], "benchmark": benchmark["id"], "job": job["id"], "failed_job": failed.pk}
+    schedule = schedule_create(tenant=tenant_a[0], cron="0 3 * * *", job_kind="embed",
+                               job_params={"corpus": corpus["id"], "embedder": "hashing"})
+    return {"corpus": corpus["id"], "benchmark": benchmark["id"], "job": job["id"], "failed_job": failed.pk,
+            "schedule": schedule.pk}
 
 
 def _snapshot(artifact_root):
     jobs = list(Job.unscoped_objects.order_by("pk").values_list("pk", "status", "stage", "params"))
     datasets = list(Dataset.unscoped_objects.order_by("pk").values_list("pk", "name", "documents"))
-    return jobs, datasets, files_under(artifact_root)
+    schedules = list(Schedule.unscoped_objects.order_by("pk").values_list("pk", "cron", "enabled", "job_params"))
+    return jobs, datasets, schedules, files_under(artifact_root)
 
 
 OBJECT_ENDPOINTS = [
@@ -41,6 +47,10 @@ OBJECT_ENDPOINTS = [
     ("get", "/api/v1/jobs/{job}/"),
     ("post", "/api/v1/jobs/{job}/cancel/"),
     ("post", "/api/v1/jobs/{failed_job}/retry/"),
+    ("get", "/api/v1/schedules/{schedule}/"),
+    ("patch", "/api/v1/schedules/{schedule}/"),
+    ("delete", "/api/v1/schedules/{schedule}/"),
+    ("get", "/api/v1/schedules/{schedule}/firings/"),
     # a corpus id used as a benchmark id (and the reverse) is not found either
     ("get", "/api/v1/benchmarks/{corpus}/"),
     ("get", "/api/v1/corpora/{benchmark}/"),
@@ -74,7 +84,7 @@ def test_referencing_another_tenants_dataset_in_a_job_is_404(client_b, objects_o
 
 
 def test_lists_and_usage_show_only_own_objects(client_b, objects_of_a):
-    for path in ("/api/v1/corpora/", "/api/v1/benchmarks/", "/api/v1/jobs/"):
+    for path in ("/api/v1/corpora/", "/api/v1/benchmarks/", "/api/v1/jobs/", "/api/v1/schedules/"):
         response = client_b.get(path)
         assert response.status_code == 200 and response.json()["results"] == [], path
     usage = client_b.get("/api/v1/usage/").json()
@@ -85,6 +95,7 @@ def test_lists_and_usage_show_only_own_objects(client_b, objects_of_a):
 ALL_ENDPOINTS = [("get", "/api/v1/corpora/"), ("post", "/api/v1/corpora/"), ("get", "/api/v1/benchmarks/"),
                  ("post", "/api/v1/benchmarks/"), ("get", "/api/v1/jobs/"), ("post", "/api/v1/jobs/"),
                  ("get", "/api/v1/pilot-runs/"), ("post", "/api/v1/pilot-runs/"),
+                 ("get", "/api/v1/schedules/"), ("post", "/api/v1/schedules/"),
                  ("get", "/api/v1/usage/")] + OBJECT_ENDPOINTS
 
 

@@ -1,0 +1,61 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from api.jobs.serializers import JobCreateSerializer
+from api.schedules.models import Schedule, ScheduleFiring
+from api.schedules.selectors import schedule_next_run
+
+
+class ScheduleInputSerializer(serializers.Serializer):
+    """Exactly one of ``cron`` and ``interval_seconds``; ``job_template`` is what ``POST /jobs/`` takes."""
+
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    cron = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                 help_text="minute hour day-of-month month day-of-week, in UTC; e.g. '0 3 * * *'")
+    interval_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                                help_text="fire every N seconds (instead of cron)")
+    job_template = JobCreateSerializer(help_text="{kind, params}: validated exactly like POST /api/v1/jobs/")
+    enabled = serializers.BooleanField(required=False, default=True, help_text="false pauses the schedule")
+
+
+class JobRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    job_template = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+    last_job = serializers.SerializerMethodField()
+    firings = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Schedule
+        fields = ["id", "name", "cron", "interval_seconds", "job_template", "enabled", "last_fired_at",
+                  "next_run_at", "last_job", "firings", "created_at", "updated_at"]
+
+    @extend_schema_field(JobCreateSerializer)
+    def get_job_template(self, schedule: Schedule) -> dict:
+        return {"kind": schedule.job_kind, "params": schedule.job_params}
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_run_at(self, schedule: Schedule):
+        value = schedule_next_run(schedule)
+        return serializers.DateTimeField().to_representation(value) if value else None
+
+    @extend_schema_field(JobRefSerializer(allow_null=True))
+    def get_last_job(self, schedule: Schedule):
+        job = schedule.last_job
+        return {"id": str(job.pk), "status": job.status} if job else None
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_firings(self, schedule: Schedule) -> dict:
+        return {"jobs_created": getattr(schedule, "jobs_created", 0),
+                "skipped": getattr(schedule, "firings_skipped", 0),
+                "failed": getattr(schedule, "firings_failed", 0)}
+
+
+class ScheduleFiringSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ScheduleFiring
+        fields = ["fired_at", "outcome", "job", "reason"]
