@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation.betr import (BetrClassifier, count_tokens, label_sample, optimal_token_fraction, rank_scores,
+                           select_tokens, train_classifier)
+
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute_force(docs, targets):
+    """All-pairs ranks: r[i, j] = 1 + number of documents example i prefers to document j."""
+    similarity = targets @ docs.T
+    ranks = np.empty(similarity.shape, dtype=np.int64)
+    for i, row in enumerate(similarity):
+        ranks[i, np.argsort(-row, kind="stable")] = np.arange(1, docs.shape[0] + 1)
+    best_target = ranks.argmin(0)  # first example on a tie, as documented
+    columns = np.arange(docs.shape[0])
+    return 1.0 / ranks.min(0), best_target, similarity[best_target, columns]
+
+
+def test_rank_scores_match_all_pairs_ranks():
+    rng = np.random.default_rng(0)
+    docs, targets = _unit(rng, 600, 12), _unit(rng, 25, 12)
+    scores, best_target, similarity = _brute_force(docs, targets)
+
+    full = rank_scores(docs, targets, k=len(docs))
+    np.testing.assert_allclose(full.scores, scores)
+    np.testing.assert_array_equal(full.best_target, best_target)
+    np.testing.assert_allclose(full.similarity, similarity, rtol=1e-5)
+
+    auto = rank_scores(docs, targets)  # adaptive k: the top 10% must be exact
+    scored = auto.scores > 0
+    assert auto.k < len(docs) and auto.n_scored >= 60
+    np.testing.assert_allclose(auto.scores[scored], scores[scored])
+    assert np.all(scores[~scored] < 1.0 / auto.k)
+    np.testing.assert_array_equal(auto.top(0.1), full.top(0.1))
+
+    small = rank_scores(docs, targets, k=3)
+    np.testing.assert_allclose(small.scores, np.where(scores >= 1 / 3, scores, 0.0))
+    with pytest.raises(ValueError, match="larger k"):
+        small.top(0.5)
+
+
+def test_several_benchmarks_with_equal_examples_each():
+    rng = np.random.default_rng(1)
+    docs = _unit(rng, 300, 8)
+    benchmarks = {"big": _unit(rng, 40, 8), "small": _unit(rng, 10, 8)}
+    ranking = rank_scores(docs, benchmarks, k=300, equal_per_benchmark=True, seed=3)
+    assert ranking.benchmarks == ("big", "small")
+    np.testing.assert_array_equal(np.bincount(ranking.target_benchmark), [10, 10])
+    used = np.concatenate([benchmarks["big"][ranking.target_row[:10]], benchmarks["small"]])
+    np.testing.assert_allclose(ranking.scores, _brute_force(docs, used)[0])
+    assert set(ranking.best_benchmark.tolist()) == {0, 1}
+    again = rank_scores(docs, benchmarks, k=300, equal_per_benchmark=True, seed=3)
+    np.testing.assert_array_equal(again.target_row, ranking.target_row)
+    everything = rank_scores(docs, benchmarks, k=300)
+    np.testing.assert_array_equal(np.bincount(everything.target_benchmark), [40, 10])
+
+
+def test_labels_are_the_top_tenth_and_balanced_negatives():
+    rng = np.random.default_rng(2)
+    ranking = rank_scores(_unit(rng, 500, 8), _unit(rng, 20, 8))
+    labels = label_sample(ranking, seed=1)
+    assert len(labels.positive) == len(labels.negative) == 50
+    np.testing.assert_array_equal(labels.positive, ranking.order()[:50])
+    assert not set(labels.positive) & set(labels.negative)
+    np.testing.assert_array_equal(label_sample(ranking, seed=1).negative, labels.negative)
+    assert labels.labels.sum() == 50 and len(labels.indices) == 100
+
+
+def test_compute_policy_reproduces_the_published_fractions():
+    """DESIGN.md 3.3: 4% at 1e20 FLOPs, 13% at 1e22, 22% at 1e23; capped at 100%."""
+    percent = {c: 100 * optimal_token_fraction(c) for c in (1e20, 1e22, 1e23)}
+    np.testing.assert_allclose(percent[1e20], 4.0, rtol=1e-12)
+    assert round(percent[1e22]) == 13 and round(percent[1e23]) == 22
+    assert optimal_token_fraction(1e30) == 1.0
+    with pytest.raises(ValueError, match="flops"):
+        optimal_token_fraction(0)
+
+
+def test_token_selection_on_hand_values():
+    scores = np.array([0.2, 0.9, 0.5, 0.9, 0.1])
+    tokens = np.array([30, 10, 20, 15, 25])  # 100 tokens; order by score: 1, 3, 2, 0, 4
+    half = select_tokens(scores, tokens, fraction=0.45)
+    assert half.kept.tolist() == [False, True, True, True, False]
+    assert (half.kept_tokens, half.total_tokens, half.threshold) == (45, 100, 0.5)
+    assert select_tokens(scores, tokens, fraction=0.46).kept.tolist() == [True, True, True, True, False]
+    assert select_tokens(scores, tokens, fraction=0.01).kept.tolist() == [False, True, False, False, False]
+    assert select_tokens(scores, tokens, fraction=1.0).kept.all()
+    by_compute = select_tokens(scores, tokens, flops=1e22)  # 12.65% -> the first two documents (25 tokens)
+    assert by_compute.kept.tolist() == [False, True, False, True, False]
+    with pytest.raises(ValueError, match="exactly one"):
+        select_tokens(scores, tokens, fraction=0.1, flops=1e20)
+    np.testing.assert_array_equal(count_tokens(["a b  c\n d", "", " x "]), [4, 0, 1])
+
+
+def _toy_corpus(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    science = "atom cell energy orbit physics molecule gene planet".split()
+    other = "match goal team market price vote election league".split()
+    common = "the a of and in to new says report".split()
+    texts, labels = [], []
+    for i in range(n):
+        topic = science if i % 2 else other
+        words = rng.choice(topic, 6).tolist() + rng.choice(common, 6).tolist()
+        rng.shuffle(words)
+        texts.append(" ".join(words[:6]) + "\n" + " ".join(words[6:]))
+        labels.append(bool(i % 2))
+    return texts, np.array(labels)
+
+
+def test_classifier_learns_is_deterministic_and_round_trips(tmp_path):
+    texts, labels = _toy_corpus()
+    trained = train_classifier(texts, labels, seed=0)
+    assert trained.holdout_accuracy >= 0.95 and (trained.n_train, trained.n_holdout) == (320, 80)
+    probabilities = trained.classifier.score(texts, batch_size=64)
+    assert probabilities.shape == (400,) and probabilities.dtype == np.float32
+    assert np.mean((probabilities >= 0.5) == labels) >= 0.95
+    again = train_classifier(texts, labels, seed=0).classifier.score(texts)
+    np.testing.assert_array_equal(again, probabilities)
+
+    path = trained.classifier.save(tmp_path / "model" / "betr.bin")
+    loaded = BetrClassifier.load(path)
+    np.testing.assert_array_equal(loaded.score(texts), probabilities)
+
+
+def test_classifier_rejects_one_class_and_foreign_models(tmp_path):
+    texts, labels = _toy_corpus(n=40)
+    with pytest.raises(ValueError, match="both positives and negatives"):
+        train_classifier(texts, np.ones(40, bool))
+    import fasttext
+
+    foreign = tmp_path / "train.txt"
+    foreign.write_text("".join(f"__label__{int(y)} {t.replace(chr(10), ' ')}\n" for t, y in zip(texts, labels)))
+    path = tmp_path / "foreign.bin"
+    fasttext.train_supervised(input=str(foreign), thread=1, verbose=0).save_model(str(path))
+    with pytest.raises(ValueError, match="not a BETR classifier"):
+        BetrClassifier.load(path)
