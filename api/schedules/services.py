@@ -138,6 +138,8 @@ def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
     unknown = set(changes) - _UPDATABLE
     if unknown:
         raise TypeError(f"schedule_update got unknown fields {sorted(unknown)}")
+    # A firing may have moved last_job / last_fired_at since the caller read the row.
+    schedule = Schedule.objects.for_tenant(schedule.tenant_id).select_for_update().get(pk=schedule.pk)
     cron, interval = schedule.cron, schedule.interval_seconds
     if "cron" in changes:
         cron = " ".join((changes["cron"] or "").split())
@@ -158,7 +160,8 @@ def schedule_update(*, schedule: Schedule, **changes) -> Schedule:
         schedule.name = changes["name"]
     if "enabled" in changes:
         schedule.enabled = bool(changes["enabled"])
-    schedule.save()
+    schedule.save(update_fields=["name", "cron", "interval_seconds", "job_kind", "job_params", "enabled",
+                                 "updated_at"])
     _sync_periodic_task(schedule)
     return schedule
 
