@@ -13,7 +13,8 @@ Four steps, each usable on its own (DESIGN.md 3.3):
        S_j = \\max_i v(r_{ij}), \\qquad v(r) = 1 / r
 
    (max aggregation; each example is its own target, never a centroid). Only the
-   FAISS top-``k`` of every example is computed, never the ``m x n`` similarity matrix.
+   top-``k`` of every example is computed (FAISS exhaustive inner-product search through
+   :func:`kernels.topk.cosine_topk`), never the ``m x n`` similarity matrix.
 2. :func:`label_sample` - the top 10% of the sample by ``S`` are positives, the rest
    negatives, downsampled (seeded) to as many as there are positives.
 3. :func:`train_classifier` - a fastText classifier (word 1-2-grams) learns positives
@@ -39,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import faiss
 import fasttext
 import numpy as np
+
+from kernels.topk import cosine_topk
 
 LABEL_PREFIX = "__betr__"
 POSITIVE = f"{LABEL_PREFIX}pos"
@@ -109,7 +111,8 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
 
     Parameters
     ----------
-    doc_embeddings : (n, d) unit rows, the document sample.
+    doc_embeddings : (n, d) unit rows, the document sample (a float16 memory map is fine:
+        it is read block by block).
     target_embeddings : (m, d) unit rows, or ``{benchmark name: (m_b, d)}`` for several
         benchmarks at once (every example of every benchmark is its own target).
     k : neighbours searched per example (capped at ``n``). ``None`` (default) chooses it:
@@ -134,7 +137,7 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
     >>> rank_scores(docs, targets, k=2).scores.tolist()
     [1.0, 0.5, 0.5, 1.0]
     """
-    docs = np.ascontiguousarray(doc_embeddings, dtype=np.float32)
+    docs = doc_embeddings
     benchmarks = {"target": target_embeddings} if isinstance(target_embeddings, np.ndarray) else dict(target_embeddings)
     if not benchmarks or any(len(v) == 0 for v in benchmarks.values()):
         raise ValueError("target_embeddings must hold at least one example per benchmark")
@@ -153,12 +156,10 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
         raise ValueError(f"targets have dimension {targets.shape[1]}, documents {d}")
     m = len(targets)
 
-    index = faiss.IndexFlatIP(d)
-    index.add(docs)
     needed = math.ceil(exact_fraction * n)
     current = min(n, k if k is not None else max(16, math.ceil(2 * needed / m)))
     while True:
-        best_rank, best_target, similarity = _best_ranks(index, targets, current, max_results)
+        best_rank, best_target, similarity = _best_ranks(docs, targets, current, max_results)
         if k is not None or current == n or np.count_nonzero(best_rank) >= needed:
             break
         current = min(n, 2 * current)
@@ -175,22 +176,21 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
     )
 
 
-def _best_ranks(index: faiss.IndexFlatIP, targets: np.ndarray, k: int,
+def _best_ranks(docs: np.ndarray, targets: np.ndarray, k: int,
                 max_results: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per document: the smallest rank over the examples' top-``k``, its example and its cosine."""
-    n = index.ntotal
+    n = len(docs)
     best_rank = np.zeros(n, dtype=np.int64)
     best_target = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, -np.inf, dtype=np.float32)
     block = max(1, max_results // k)
     for start in range(0, len(targets), block):
-        sims, ids = index.search(targets[start:start + block], k)
+        found = cosine_topk(targets[start:start + block], docs, k)
+        sims, ids = found.scores, found.indices
         # Rank-major order: the first occurrence of a document is its best rank in this block
         # (ties between examples go to the first example).
         docs_flat = ids.T.ravel()
         docs_here, first = np.unique(docs_flat, return_index=True)
-        keep = docs_here >= 0
-        docs_here, first = docs_here[keep], first[keep]
         rank = first // len(ids) + 1
         better = (best_rank[docs_here] == 0) | (rank < best_rank[docs_here])
         docs_here, first, rank = docs_here[better], first[better], rank[better]
@@ -268,18 +268,19 @@ class BetrClassifier:
 
 @dataclass(frozen=True)
 class TrainedClassifier:
-    """``classifier`` trained on every labelled text; ``holdout_accuracy`` of a model with
-    the same settings trained on the other ``n_train`` texts and tested on ``n_holdout``
-    (None when ``holdout=0``)."""
+    """``classifier`` trained on every labelled text for ``epoch`` passes; ``holdout_accuracy``
+    of a model with the same settings trained on the other ``n_train`` texts and tested on
+    ``n_holdout`` (None when ``holdout=0``)."""
 
     classifier: BetrClassifier
     holdout_accuracy: float | None
     n_train: int
     n_holdout: int
+    epoch: int
 
 
-def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 64, lr: float = 0.1, epoch: int = 5,
-                     word_ngrams: int = 2, bucket: int = 1 << 20, holdout: float = 0.2,
+def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 32, lr: float = 0.1, epoch: int = 5,
+                     min_examples: int = 50_000, word_ngrams: int = 2, bucket: int = 1 << 20, holdout: float = 0.2,
                      seed: int = 0) -> TrainedClassifier:
     """Train the BETR fastText classifier on ``texts`` with boolean ``labels`` (True = positive).
 
@@ -291,25 +292,46 @@ def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 64,
     fastText settings: word 1-``word_ngrams``-grams, ``dim``-dimensional vectors, softmax
     loss, linearly decaying ``lr`` over ``epoch`` passes, n-grams hashed into ``bucket``
     rows (the model's size is ``(vocabulary + bucket) x dim`` floats).
+
+    ``epoch`` (5, the paper's setting for millions of labelled documents) is raised to
+    ``ceil(min_examples / n)`` when the ``n`` texts of a fit are fewer than
+    ``min_examples / epoch``: on the real-data test's 760 labelled AG News documents, 5
+    passes at ``lr=0.1`` leave every probability within 0.5 +- 0.001 (the model has not
+    moved from its initialisation) while ~50k updates give held-out accuracy 0.6-0.8.
+    ``min_examples=0`` keeps ``epoch`` as given.
+
+    ``bucket x dim`` must be at least ``2**24`` (a 64 MiB input matrix): the fastText build
+    we use (``fasttext-numpy2`` 0.10) draws the initial input matrix in ten blocks, one per
+    thread, so with ``thread=1`` only the first tenth is drawn and the rest is whatever the
+    allocator returns. Blocks above glibc's largest mmap threshold (32 MiB) are fresh zero
+    pages; smaller ones were measured to hold leftovers up to 1e35 and to fail training
+    ("Encountered NaN") at random.
     """
     labels = np.asarray(labels, dtype=bool)
     if len(texts) != len(labels):
         raise ValueError(f"texts and labels differ in length: {len(texts)} and {len(labels)}")
     if not (labels.any() and (~labels).any()):
         raise ValueError("labels must contain both positives and negatives")
+    if bucket * dim < 1 << 24:
+        raise ValueError(f"bucket x dim must be at least 2**24 (see the docstring); got {bucket} x {dim}")
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1); got {holdout}")
-    params = dict(dim=dim, lr=lr, epoch=epoch, wordNgrams=word_ngrams, bucket=bucket, seed=seed, thread=1,
-                  verbose=0, minCount=1, loss="softmax", label=LABEL_PREFIX)
+    params = dict(dim=dim, lr=lr, wordNgrams=word_ngrams, bucket=bucket, seed=seed, thread=1, verbose=0,
+                  minCount=1, loss="softmax", label=LABEL_PREFIX)
+
+    def passes(n: int) -> int:
+        return max(epoch, math.ceil(min_examples / n))
+
     order = np.random.default_rng(seed).permutation(len(texts))
     n_holdout = round(holdout * len(texts))
     held, train = order[:n_holdout], order[n_holdout:]
     accuracy = None
     if n_holdout:
-        trial = _fit([texts[i] for i in train], labels[train], params)
+        trial = _fit([texts[i] for i in train], labels[train], dict(params, epoch=passes(len(train))))
         accuracy = float(np.mean((trial.score([texts[i] for i in held]) >= 0.5) == labels[held]))
-    final = _fit(list(texts), labels, params)
-    return TrainedClassifier(classifier=final, holdout_accuracy=accuracy, n_train=len(train), n_holdout=n_holdout)
+    final = _fit(list(texts), labels, dict(params, epoch=passes(len(texts))))
+    return TrainedClassifier(classifier=final, holdout_accuracy=accuracy, n_train=len(train), n_holdout=n_holdout,
+                             epoch=passes(len(texts)))
 
 
 def _fit(texts: list[str], labels: np.ndarray, params: dict) -> BetrClassifier:
