@@ -1,0 +1,255 @@
+"""Server-side SVG charts for the console: bars, stacked histograms, lines with bands.
+
+Nothing is loaded at run time: each chart is an inline ``<svg role="img">`` with a
+``<title>`` and ``<desc>`` for screen readers, and carries its data as a table
+(``Chart.headers`` / ``Chart.rows``) that the page shows under the chart.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from html import escape
+from typing import Callable, Sequence
+
+from django.utils.safestring import SafeString, mark_safe
+
+#: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+_ids = itertools.count(1)
+
+
+@dataclass
+class Chart:
+    title: str
+    svg: SafeString
+    headers: list[str]
+    rows: list[list[str]]
+    description: str = ""
+
+
+@dataclass
+class Series:
+    """A named line (``points`` joined) or scatter (``connect=False``), optionally with a band."""
+
+    name: str
+    points: Sequence[tuple[float, float]]
+    band: Sequence[tuple[float, float, float]] = ()
+    connect: bool = True
+    dashed: bool = False
+    color: str | None = None
+    marker: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """Compact human number: 1234567 -> 1.23M, 0.01234 -> 0.0123."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    magnitude = abs(value)
+    for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= size:
+            return f"{value / size:.{digits}g}{suffix}"
+    if magnitude == 0 or magnitude >= 1e-3:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits - 1}e}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0]
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    raw = (high - low) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    start = math.floor(low / step) * step
+    ticks, value = [], start
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    ticks = [10.0**e for e in range(first, last + 1)]
+    if len(ticks) <= 3:
+        ticks = sorted({m * 10.0**e for e in range(first, last + 1) for m in (1, 2, 5)})
+    return [t for t in ticks if low / 1.0001 <= t <= high * 1.0001] or [low, high]
+
+
+def _open(title: str, description: str, width: int, height: int) -> tuple[str, list[str]]:
+    n = next(_ids)
+    head = (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="xMinYMin meet" '
+            f'aria-labelledby="chart-{n}-title chart-{n}-desc" xmlns="http://www.w3.org/2000/svg">'
+            f'<title id="chart-{n}-title">{escape(title)}</title><desc id="chart-{n}-desc">{escape(description)}</desc>')
+    return head, []
+
+
+def bar_chart(title: str, items: Sequence[tuple[str, float]], *, value_label: str = "value",
+              fmt: Callable[[float], str] = number, description: str = "") -> Chart:
+    """Horizontal bars, one per ``(label, value)``, largest first as given."""
+    items = list(items)
+    width, left, right, row = 720, 190, 90, 26
+    height = 20 + row * max(len(items), 1)
+    head, body = _open(title, description or f"{title}: " + ", ".join(f"{k} {fmt(v)}" for k, v in items[:20]),
+                       width, height)
+    top = max((v for _, v in items), default=0) or 1.0
+    span = width - left - right
+    for i, (label, value) in enumerate(items):
+        y = 10 + i * row
+        bar = max(span * value / top, 1.0 if value > 0 else 0.0)
+        short = label if len(label) <= 28 else label[:26] + "…"
+        body.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end" class="label">{escape(short or "(none)")}'
+                    f'<title>{escape(label)}</title></text>'
+                    f'<rect x="{left}" y="{y + 3}" width="{bar:.1f}" height="{row - 8}" rx="2" '
+                    f'fill="{PALETTE[0]}"><title>{escape(label)}: {escape(fmt(value))}</title></rect>'
+                    f'<text x="{left + bar + 6:.1f}" y="{y + 16}" class="value">{escape(fmt(value))}</text>')
+    if not items:
+        body.append(f'<text x="{width / 2}" y="24" text-anchor="middle" class="muted">no data</text>')
+    svg = head + "".join(body) + "</svg>"
+    return Chart(title, mark_safe(svg), ["label", value_label], [[k or "(none)", fmt(v)] for k, v in items],
+                 description)
+
+
+def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int]], *, x_label: str = "score",
+              description: str = "") -> Chart:
+    """Stacked vertical bars over ``len(edges) - 1`` bins, one colour per series."""
+    width, height, left, bottom, top_pad, right = 720, 300, 60, 48, 30, 16
+    names = list(series)
+    totals = [sum(values[i] for values in series.values()) for i in range(len(edges) - 1)]
+    ymax = max(totals, default=0) or 1
+    yticks = nice_ticks(0, ymax)
+    ymax = max(yticks[-1], ymax)
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    head, body = _open(title, description or f"{title}: {sum(totals)} documents in {len(totals)} bins of {x_label}",
+                       width, height)
+    body.append(_legend(names, [PALETTE[i % len(PALETTE)] for i in range(len(names))], left, 16))
+    for tick in yticks:
+        y = top_pad + plot_h * (1 - tick / ymax)
+        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{number(tick)}</text>')
+    bins = len(edges) - 1
+    bar_w = plot_w / max(bins, 1)
+    for i in range(bins):
+        base = 0
+        for j, name in enumerate(names):
+            count = series[name][i]
+            if count <= 0:
+                continue
+            y0 = top_pad + plot_h * (1 - base / ymax)
+            y1 = top_pad + plot_h * (1 - (base + count) / ymax)
+            body.append(f'<rect x="{left + i * bar_w + 0.5:.1f}" y="{y1:.1f}" width="{max(bar_w - 1, 0.5):.1f}" '
+                        f'height="{y0 - y1:.1f}" fill="{PALETTE[j % len(PALETTE)]}"><title>{escape(name)} '
+                        f'{number(edges[i])}–{number(edges[i + 1])}: {count}</title></rect>')
+            base += count
+    for k in range(0, bins + 1, max(1, bins // 6)):
+        x = left + k * bar_w
+        body.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle" class="tick">'
+                    f'{number(edges[k])}</text>')
+    body.append(f'<line x1="{left}" x2="{width - right}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h}" class="axis"/>'
+                f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="axis-label">'
+                f'{escape(x_label)}</text>')
+    svg = head + "".join(body) + "</svg>"
+    rows = [[f"{number(edges[i])} – {number(edges[i + 1])}", *[str(series[n][i]) for n in names]]
+            for i in range(bins)]
+    return Chart(title, mark_safe(svg), [x_label, *names], rows, description)
+
+
+def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: str, x_log: bool = False,
+               description: str = "", vertical_marker: tuple[float, str] | None = None) -> Chart:
+    """Lines and scatters on shared axes; bands drawn as translucent areas; optional log x."""
+    width, height, left, bottom, top_pad, right = 720, 340, 64, 48, 36, 20
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    xs = [x for s in series for x, _ in s.points] + [x for s in series for x, _, _ in s.band]
+    ys = ([y for s in series for _, y in s.points] + [v for s in series for _, lo, hi in s.band for v in (lo, hi)])
+    xs = [x for x in xs if math.isfinite(x) and (x > 0 or not x_log)]
+    ys = [y for y in ys if math.isfinite(y)]
+    if vertical_marker and math.isfinite(vertical_marker[0]):
+        xs.append(vertical_marker[0])
+    head, body = _open(title, description or title, width, height)
+    if not xs or not ys:
+        body.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">no data</text>')
+        return Chart(title, mark_safe(head + "".join(body) + "</svg>"), [], [], description)
+    x0, x1 = min(xs), max(xs)
+    if x_log:
+        if x1 <= x0:
+            x0, x1 = x0 / 2, x1 * 2
+        lx0, lx1 = math.log10(x0), math.log10(x1)
+        xticks = log_ticks(x0, x1)
+
+        def sx(x):
+            return left + plot_w * (math.log10(x) - lx0) / (lx1 - lx0)
+    else:
+        xticks = nice_ticks(x0, x1)
+        x0, x1 = min(x0, xticks[0]), max(x1, xticks[-1])
+        if x1 <= x0:
+            x1 = x0 + 1
+
+        def sx(x):
+            return left + plot_w * (x - x0) / (x1 - x0)
+    y0, y1 = min(ys), max(ys)
+    pad = (y1 - y0) * 0.08 or abs(y1) * 0.1 or 1.0
+    yticks = nice_ticks(y0 - pad, y1 + pad)
+    y0, y1 = yticks[0], yticks[-1]
+
+    def sy(y):
+        return top_pad + plot_h * (1 - (y - y0) / (y1 - y0))
+
+    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
+    body.append(_legend([s.name for s in series], colors, left, 18, dashed=[s.dashed for s in series]))
+    for tick in yticks:
+        body.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" class="grid"/>'
+                    f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end" class="tick">{number(tick)}</text>')
+    for tick in xticks:
+        body.append(f'<line x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{top_pad}" y2="{top_pad + plot_h}" '
+                    f'class="grid"/><text x="{sx(tick):.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
+                    f'class="tick">{number(tick)}</text>')
+    body.append(f'<rect x="{left}" y="{top_pad}" width="{plot_w}" height="{plot_h}" class="frame"/>'
+                f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="axis-label">'
+                f'{escape(x_label)}{" (log scale)" if x_log else ""}</text>'
+                f'<text transform="translate(14 {top_pad + plot_h / 2}) rotate(-90)" text-anchor="middle" '
+                f'class="axis-label">{escape(y_label)}</text>')
+    ok = (lambda x: math.isfinite(x) and x > 0) if x_log else math.isfinite
+    for s, color in zip(series, colors):
+        band = [(x, lo, hi) for x, lo, hi in sorted(s.band) if ok(x) and math.isfinite(lo) and math.isfinite(hi)]
+        if len(band) >= 2:
+            upper = " ".join(f"{sx(x):.1f},{sy(hi):.1f}" for x, _, hi in band)
+            lower = " ".join(f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _ in reversed(band))
+            body.append(f'<polygon points="{upper} {lower}" fill="{color}" fill-opacity="0.15" stroke="none">'
+                        f'<title>{escape(s.name)}: uncertainty band</title></polygon>')
+        points = [(x, y) for x, y in (sorted(s.points) if s.connect else s.points) if ok(x) and math.isfinite(y)]
+        if s.connect and len(points) >= 2:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+            dash = ' stroke-dasharray="6 4"' if s.dashed else ""
+            body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        if s.marker:
+            for x, y in points:
+                body.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{3.5 if s.connect else 4.5}" '
+                            f'fill="{color if s.connect else "white"}" stroke="{color}" stroke-width="2">'
+                            f'<title>{escape(s.name)}: {x_label} {number(x)}, {y_label} {number(y, 4)}</title>'
+                            f'</circle>')
+    if vertical_marker and ok(vertical_marker[0]):
+        x = sx(vertical_marker[0])
+        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad}" y2="{top_pad + plot_h}" class="marker"/>'
+                    f'<text x="{x + 4:.1f}" y="{top_pad + 14}" class="marker-label">{escape(vertical_marker[1])}</text>')
+    svg = head + "".join(body) + "</svg>"
+    rows = []
+    for s in series:
+        bands = {x: (lo, hi) for x, lo, hi in s.band}
+        for x, y in sorted(s.points):
+            lo, hi = bands.get(x, (None, None))
+            rows.append([s.name, number(x), number(y, 4), "" if lo is None else f"{number(lo, 4)} – {number(hi, 4)}"])
+    return Chart(title, mark_safe(svg), ["series", x_label, y_label, "band"], rows, description)
+
+
+def _legend(names: Sequence[str], colors: Sequence[str], x: float, y: float, dashed: Sequence[bool] = ()) -> str:
+    parts, offset = [], x
+    for i, (name, color) in enumerate(zip(names, colors)):
+        dash = ' stroke-dasharray="6 4"' if i < len(dashed) and dashed[i] else ""
+        parts.append(f'<line x1="{offset:.0f}" x2="{offset + 18:.0f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                     f'stroke-width="6"{dash}/><text x="{offset + 24:.0f}" y="{y}" class="legend">'
+                     f'{escape(name)}</text>')
+        offset += 34 + 7 * min(len(name), 40)
+    return "".join(parts)
