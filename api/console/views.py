@@ -7,7 +7,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.http import FileResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
@@ -17,6 +17,7 @@ from api.console import charts, selectors
 from api.console.access import console_tenants
 from api.console.base import ConsoleView, not_found
 from api.console.forms import ApiKeyForm, JobForm, ScheduleForm, UploadForm, parse_params
+from api.core.artifacts import artifact_store
 from api.core.errors import ApplicationError, _validation_message
 from api.datasets import services as dataset_services
 from api.datasets.models import Dataset
@@ -367,19 +368,26 @@ class MixtureDetailView(ConsoleView):
 
 
 class MixtureManifestView(ConsoleView):
-    """The manifest (selected document ids), streamed by the same code as the API's documents endpoint."""
+    """The manifest (one row per selected document: id, pool, repeats) as JSONL or Parquet.
+
+    The same stored file and JSONL encoding as ``GET /api/v1/mixtures/{id}/documents/``.
+    """
 
     def get(self, request, pk):
         mixture = self.scoped(Mixture, pk)
-        try:
-            from api.modeling.views import MixtureViewSet  # the API's documents action streams the manifest
-        except ImportError:
-            raise Http404("manifests are not available in this version") from None
-        return _stream_manifest(request, MixtureViewSet, mixture, self.tenant)
+        store = artifact_store()
+        path = store.manifest_path(self.tenant.pk, mixture.pk) if hasattr(store, "manifest_path") else None
+        if path is None or not path.is_file():
+            return self.page({"message": "This mixture's manifest is not stored; re-run its job."}, status=404,
+                             template="console/404.html")
+        if request.GET.get("format") == "parquet":
+            return FileResponse(open(path, "rb"), as_attachment=True, filename=f"mixture-{mixture.pk}.parquet",
+                                content_type="application/vnd.apache.parquet")
+        from curation.manifest import iter_manifest_jsonl
 
-
-def _stream_manifest(request, viewset, mixture, tenant):
-    raise Http404("manifest download is not available")
+        response = StreamingHttpResponse(iter_manifest_jsonl(path), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="mixture-{mixture.pk}.jsonl"'
+        return response
 
 
 # --- performance models and pilot runs -------------------------------------------------

@@ -328,3 +328,29 @@ def test_owner_reaches_the_same_urls(client, user_a, tenant_a, isolation_setup):
         if name == "mixture_manifest":
             continue  # streams once the mixture job wrote a manifest (tests/api)
         assert client.get(_path_for(name, tenant_a[0].pk, objects)).status_code == 200, name
+
+
+def test_manifest_downloads_as_jsonl_and_parquet(client, user_a, tenant_a, data_a):
+    pytest.importorskip("curation.manifest")
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from api.core.artifacts import artifact_store
+
+    _login(client, user_a)
+    mixture = data_a["mixture"]
+    url = f"/console/{tenant_a[0].pk}/mixtures/{mixture.pk}/manifest/"
+    missing = client.get(url)
+    assert missing.status_code == 404 and b"manifest is not stored" in missing.content
+    path = artifact_store().manifest_path(tenant_a[0].pk, mixture.pk)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": ["d1", "d2"], "pool": ["science", "sports"], "repeats": [3, 1]}), path)
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson"
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [(r["id"], r["pool"], r["repeats"]) for r in rows] == [("d1", "science", 3), ("d2", "sports", 1)]
+    parquet = client.get(url + "?format=parquet")
+    assert b"".join(parquet.streaming_content) == path.read_bytes()
+    assert f'mixture-{mixture.pk}.parquet' in parquet["Content-Disposition"]
