@@ -44,13 +44,14 @@ class BigramProxy:
         self.buckets, self.discount = buckets, discount
 
     def fit(self, texts: Iterable[str]) -> "BigramProxy":
-        unigrams = np.zeros(self.buckets, dtype=np.int64)
-        pair_keys = []
+        token_arrays, pair_keys = [], []
         for text in texts:
             ids = token_ids(text, self.buckets)
-            unigrams += np.bincount(ids, minlength=self.buckets)
+            token_arrays.append(ids)
             if len(ids) > 1:
                 pair_keys.append(ids[:-1] * self.buckets + ids[1:])
+        tokens = np.concatenate(token_arrays) if token_arrays else np.zeros(0, dtype=np.int64)
+        unigrams = np.bincount(tokens, minlength=self.buckets)
         keys = np.concatenate(pair_keys) if pair_keys else np.zeros(0, dtype=np.int64)
         self.pair_keys_, self.pair_counts_ = np.unique(keys, return_counts=True)
         contexts = self.pair_keys_ // self.buckets

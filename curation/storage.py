@@ -73,6 +73,10 @@ class ArtifactStore:
         """A job-level artifact (a model, a sample), e.g. ``jobs/<job>/classifier.bin``."""
         return self.path(tenant_id, "jobs", job_id, name)
 
+    def manifest_path(self, tenant_id: object, mixture_id: object) -> Path:
+        """A mixture's document manifest: ``mixtures/<mixture>/manifest.parquet``."""
+        return self.path(tenant_id, "mixtures", mixture_id, "manifest.parquet")
+
     @contextmanager
     def staging(self, tenant_id: object) -> Iterator[Path]:
         """A fresh staging directory, always removed on exit (commit moves what it keeps)."""

@@ -1,0 +1,376 @@
+r"""The mixture optimiser: which pools to train on, and how often to repeat each, at a budget.
+
+A corpus is split into pools :math:`i = 1..P` (sources, or source x quality bucket;
+:mod:`curation.pools`) of :math:`S_i` unique documents. Training for :math:`n`
+samples on weights :math:`w` shows pool :math:`i` :math:`m_i = w_i n` times, i.e.
+:math:`m_i / S_i` repetitions. Following Goyal et al. (2024), a sample's utility halves
+every :math:`\tau` repetitions, so the *effective data* of a pool is
+
+.. math::
+
+    E_i(m) = \sum_{k \ge 0} 2^{-k/\tau} \, \mathrm{clip}(m - k S_i, 0, S_i),
+
+and pools differ in how much an effective sample is worth for the target,
+:math:`u_i = \exp(-\gamma \, z^{\mathrm{ot}}_i + \eta \, z^{\mathrm{q}}_i)`, from the
+standardised OT distance of the pool to the target benchmarks (Kang et al. 2023) and
+its mean quality score (BETR or pruning). The metric follows a power law in the
+utility-weighted effective data :math:`D(w, n) = \sum_i u_i E_i(w_i n)`:
+
+.. math::
+
+    \mathrm{metric}(w, n) = c \mp A \, (D(w, n) / 10^5)^{-\beta}
+    \qquad (- \text{ for a score}, + \text{ for a loss}).
+
+The metric is monotone in :math:`D`, and :math:`D` is concave and piecewise linear in
+:math:`w` with slopes :math:`u_i 2^{-k/\tau}` on the :math:`k`-th repetition of pool
+:math:`i`; so the best mixture fills the budget with the highest-value
+(pool, repetition) slabs first (:meth:`MixtureLaw.optimize`, exact, no iteration over
+the simplex). At a small budget all of it goes to the pool worth most to the target; as
+that pool is repeated, its later repetitions fall below fresh samples of the next pool
+and the weights spread: the repetition-aware behaviour "curation cannot be compute
+agnostic" of Goyal et al.
+
+The parameters :math:`(c, A, \beta, \gamma, \eta, \tau)` are fitted by robust least
+squares to pilot observations (the user's pilot runs, or the built-in proxy evaluator);
+a parameter the observations cannot identify keeps a documented default, and every
+prediction states the provenance of each parameter.
+
+References
+----------
+S. Goyal, P. Maini, Z. C. Lipton, A. Raghunathan and J. Z. Kolter, "Scaling Laws for Data
+Filtering -- Data Curation cannot be Compute Agnostic", CVPR 2024.
+F. Kang et al., "Performance Scaling via Optimal Transport: Enabling Data Selection from
+Partially Revealed Sources", NeurIPS 2023.
+N. Muennighoff et al., "Scaling Data-Constrained Language Models", NeurIPS 2023 (effective
+data under repetition).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.stats import norm
+
+_UNIT = 1e5
+#: Half-life (repetitions) when no observation repeats a pool: the median of the
+#: published T-MARS bucket fits (2.3 to 8.5; Goyal et al. 2024).
+DEFAULT_TAU = 6.0
+PARAMETERS = ("c", "A", "beta", "gamma", "eta", "tau")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A pool's ``name``, its ``unique`` documents and raw features (``ot`` distance to the target,
+    ``quality`` mean score; NaN when unknown)."""
+
+    name: str
+    unique: int
+    ot: float = math.nan
+    quality: float = math.nan
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A measured ``value`` of the metric after training on ``weights`` (pool -> weight) for ``size`` samples."""
+
+    weights: Mapping[str, float]
+    size: float
+    value: float
+    origin: str = "pilot_runs"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Samples ``shown`` (P,) per pool at ``budget``; ``weights`` = shown / budget, ``repetitions`` = shown / unique."""
+
+    budget: float
+    pools: list[str]
+    shown: np.ndarray
+    weights: np.ndarray
+    repetitions: np.ndarray
+    unique_used: np.ndarray
+
+    def as_rows(self, available: Sequence[int]) -> list[dict]:
+        return [{"pool": name, "weight": float(w), "unique_documents": int(u), "available_documents": int(a),
+                 "repetitions": float(r), "samples": float(s)}
+                for name, w, u, a, r, s in zip(self.pools, self.weights, self.unique_used, available,
+                                               self.repetitions, self.shown)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``value`` with a ``[low, high]`` band; ``outside`` doublings beyond the observed range (0 inside)."""
+
+    value: float
+    low: float
+    high: float
+    outside: float
+    extrapolated: bool
+
+
+@dataclass(frozen=True)
+class MixtureLaw:
+    """The fitted model of the module docstring over named ``pools``.
+
+    ``rmse`` is the fit's RMS residual (metric units), ``observed_sizes`` and
+    ``observed_repetitions`` the range of the observations, ``provenance`` maps each
+    parameter to ``pilot_runs``, ``proxy`` or ``defaults``.
+    """
+
+    pools: tuple[Pool, ...]
+    c: float
+    A: float
+    beta: float
+    gamma: float
+    eta: float
+    tau: float
+    higher_is_better: bool
+    rmse: float = 0.0
+    observed_sizes: tuple[float, float] = (math.nan, math.nan)
+    observed_repetitions: float = math.nan
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    far: float = 1.0
+
+    # -- the model -------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.pools]
+
+    @property
+    def unique(self) -> np.ndarray:
+        return np.array([p.unique for p in self.pools], dtype=np.float64)
+
+    @property
+    def utility(self) -> np.ndarray:
+        """:math:`u_i` (P,)."""
+        z_ot, z_q = standardised_features(self.pools)
+        return np.exp(-self.gamma * z_ot + self.eta * z_q)
+
+    def effective_data(self, shown) -> np.ndarray:
+        """:math:`D` for samples ``shown`` (..., P) per pool; returns shape (...)."""
+        return (effective_samples(shown, self.unique, self.tau) * self.utility).sum(-1)
+
+    def metric_of(self, effective) -> np.ndarray:
+        sign = -1.0 if self.higher_is_better else 1.0
+        return self.c + sign * self.A * (np.maximum(effective, 1e-12) / _UNIT) ** (-self.beta)
+
+    def weights_vector(self, weights: Mapping[str, float]) -> np.ndarray:
+        unknown = sorted(set(weights) - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown pool(s) {unknown}; this model's pools are {self.names}")
+        w = np.array([float(weights.get(name, 0.0)) for name in self.names])
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(w.sum() - 1) > 1e-6:
+            raise ValueError(f"weights must be finite, >= 0 and sum to 1; they sum to {w.sum():.8g}")
+        return w
+
+    def predict(self, weights: Mapping[str, float], budget: float, *, level: float = 0.95) -> Prediction:
+        """The metric after ``budget`` samples of ``weights`` with a band widened outside the observed range."""
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget must be a finite number > 0; got {budget}")
+        w = self.weights_vector(weights)
+        shown = w * budget
+        value = float(self.metric_of(self.effective_data(shown)))
+        return self._band(value, budget, shown, level)
+
+    # -- the optimiser ---------------------------------------------------------------
+    def optimize(self, budget: float) -> Allocation:
+        """The mixture of highest predicted metric at ``budget`` samples (exact; module docstring).
+
+        Fills the budget with (pool, repetition) slabs of value :math:`u_i 2^{-k/\\tau}` in
+        decreasing order: finds the value threshold :math:`\\lambda` by bisection in
+        :math:`\\log\\lambda`, gives every pool its slabs above it, and splits what is left
+        over the slabs at the threshold in proportion to their sizes.
+        """
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget must be a finite number > 0; got {budget}")
+        u, size = self.utility, self.unique
+        log_decay = math.log(2.0) / self.tau  # value of repetition k: u * exp(-k log_decay)
+
+        def slabs_above(log_lambda: float) -> np.ndarray:
+            """Number of whole repetitions per pool whose value exceeds exp(log_lambda)."""
+            return np.maximum(np.ceil((np.log(u) - log_lambda) / log_decay), 0.0)
+
+        high = float(np.log(u).max())
+        low = high - log_decay * (budget / size.min() + 2)
+        for _ in range(200):
+            mid = 0.5 * (low + high)
+            if (slabs_above(mid) * size).sum() >= budget:
+                low = mid
+            else:
+                high = mid
+            if high - low < 1e-12:
+                break
+        full = slabs_above(high)  # strictly above the threshold: taken whole; their total < budget
+        shown = full * size
+        remaining = budget - shown.sum()
+        at_threshold = slabs_above(low) > full
+        if remaining > 0:
+            if not at_threshold.any():  # numerical corner: the next slab of the best remaining value
+                next_value = np.log(u) - full * log_decay
+                at_threshold = next_value == next_value.max()
+            shown = shown + remaining * size * at_threshold / (size * at_threshold).sum()
+        return self._allocation(budget, shown)
+
+    def frontier(self, budgets: Sequence[float], *, level: float = 0.95) -> list[dict]:
+        """Best mixture and its predicted metric at each budget (ascending)."""
+        rows = []
+        for budget in sorted(float(b) for b in budgets):
+            allocation = self.optimize(budget)
+            prediction = self._band(float(self.metric_of(self.effective_data(allocation.shown))), budget,
+                                    allocation.shown, level)
+            rows.append({"budget": budget, "value": prediction.value, "low": prediction.low,
+                         "high": prediction.high, "extrapolated": prediction.extrapolated,
+                         "weights": {n: float(w) for n, w in zip(allocation.pools, allocation.weights) if w > 0}})
+        return rows
+
+    # -- serialisation ---------------------------------------------------------------
+    def parameters(self) -> dict:
+        return {name: float(getattr(self, name)) for name in PARAMETERS} | {
+            "higher_is_better": self.higher_is_better, "rmse": self.rmse, "observed_sizes": list(self.observed_sizes),
+            "observed_repetitions": self.observed_repetitions, "far": self.far}
+
+    def pool_rows(self) -> list[dict]:
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(p).items()}
+                | {"utility": float(u)} for p, u in zip(self.pools, self.utility)]
+
+    @classmethod
+    def from_stored(cls, parameters: Mapping, pools: Sequence[Mapping], provenance: Mapping[str, str]) -> "MixtureLaw":
+        return cls(pools=tuple(Pool(name=p["name"], unique=int(p["unique"]), ot=_float(p.get("ot")),
+                                    quality=_float(p.get("quality"))) for p in pools),
+                   **{name: float(parameters[name]) for name in PARAMETERS},
+                   higher_is_better=bool(parameters["higher_is_better"]), rmse=float(parameters["rmse"]),
+                   observed_sizes=tuple(float(s) for s in parameters["observed_sizes"]),
+                   observed_repetitions=float(parameters["observed_repetitions"]),
+                   provenance=dict(provenance), far=float(parameters.get("far", 1.0)))
+
+    # -- helpers ---------------------------------------------------------------------
+    def _allocation(self, budget: float, shown: np.ndarray) -> Allocation:
+        size = self.unique
+        return Allocation(budget=budget, pools=self.names, shown=shown, weights=shown / budget,
+                          repetitions=shown / size, unique_used=np.ceil(np.minimum(shown, size) - 1e-9).astype(int))
+
+    def _band(self, value: float, budget: float, shown: np.ndarray, level: float) -> Prediction:
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1); got {level}")
+        low_n, high_n = self.observed_sizes
+        repetitions = float((shown / self.unique).max())
+        outside = max(0.0, math.log2(budget / high_n), math.log2(low_n / budget),
+                      math.log2(max(repetitions, 1.0) / max(self.observed_repetitions, 1.0)))
+        half = norm.ppf(0.5 + level / 2) * self.rmse * (1.0 + outside)
+        return Prediction(value=value, low=value - half, high=value + half, outside=outside,
+                          extrapolated=outside > self.far)
+
+
+def effective_samples(shown, unique, tau: float) -> np.ndarray:
+    """:math:`E_i(m)` elementwise for samples ``shown`` (..., P) of pools of ``unique`` (P,) documents."""
+    m = np.asarray(shown, dtype=np.float64)
+    s = np.asarray(unique, dtype=np.float64)
+    r = 0.5 ** (1.0 / tau)
+    full = np.floor(m / s)
+    whole = s * (1.0 - r ** full) / (1.0 - r)
+    return whole + (m - full * s) * r ** full
+
+
+def standardised_features(pools: Sequence[Pool]) -> tuple[np.ndarray, np.ndarray]:
+    """z-scores of ``ot`` and ``quality`` over pools (0 where a feature is unknown or constant)."""
+    out = []
+    for name in ("ot", "quality"):
+        values = np.array([getattr(p, name) for p in pools], dtype=np.float64)
+        if np.any(~np.isfinite(values)) or values.std() == 0:
+            out.append(np.zeros(len(pools)))
+        else:
+            out.append((values - values.mean()) / values.std())
+    return out[0], out[1]
+
+
+def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
+                    loss: str = "soft_l1", far: float = 1.0) -> MixtureLaw:
+    """Fit :math:`(c, A, \\beta, \\gamma, \\eta, \\tau)` to observations by robust least squares.
+
+    ``gamma`` (OT) and ``eta`` (quality) are fitted only when the pools have that feature
+    and the observations mix pools that differ in it; ``tau`` only when some observation
+    repeats a pool; otherwise they keep their defaults (0, 0, :data:`DEFAULT_TAU`) and
+    are marked ``defaults``. Fitted parameters take the provenance of the observations
+    (``pilot_runs`` when any came from the user, else ``proxy``). Multi-start from a
+    small grid; the best end point is kept.
+    """
+    pools = tuple(pools)
+    if len({p.name for p in pools}) != len(pools) or not pools:
+        raise ValueError("pools must be a non-empty sequence with unique names")
+    if any(p.unique < 1 for p in pools):
+        raise ValueError("every pool needs at least one unique document")
+    law0 = MixtureLaw(pools=pools, c=0.0, A=1.0, beta=0.3, gamma=0.0, eta=0.0, tau=DEFAULT_TAU,
+                      higher_is_better=higher_is_better)
+    w = np.stack([law0.weights_vector(o.weights) for o in observations]) if observations else np.zeros((0, 0))
+    n = np.array([o.size for o in observations], dtype=np.float64)
+    y = np.array([o.value for o in observations], dtype=np.float64)
+    if len(observations) < 4:
+        raise ValueError(f"fitting needs at least 4 observations; got {len(observations)}")
+    if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(y))):
+        raise ValueError("observation sizes must be finite and > 0 and values finite")
+    shown = w * n[:, None]
+    z_ot, z_q = standardised_features(pools)
+    varies = lambda z: np.ptp(w @ z) > 1e-9  # noqa: E731 - the observed mixtures differ in this feature
+    free = ["c", "A", "beta"] + [name for name, ok in (("gamma", varies(z_ot)), ("eta", varies(z_q)),
+                                                        ("tau", bool((shown > law0.unique * 1.01).any()))) if ok]
+    if len(observations) < len(free) + 1:
+        free = free[:max(3, len(observations) - 1)]
+    bounds = {"c": (-np.inf, np.inf), "A": (-20.0, 20.0), "beta": (1e-3, 3.0), "gamma": (0.0, 10.0),
+              "eta": (0.0, 10.0), "tau": (math.log(0.05), math.log(1e3))}
+    defaults = {"gamma": 0.0, "eta": 0.0, "tau": DEFAULT_TAU}
+
+    def law_of(theta: np.ndarray) -> MixtureLaw:
+        values = dict(defaults)
+        for name, t in zip(free, theta):
+            values[name] = math.exp(t) if name in ("A", "tau") else t
+        return replace(law0, **values)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        law = law_of(theta)
+        return law.metric_of(law.effective_data(shown)) - y
+
+    spread = max(float(np.std(y)), 1e-6)
+    best = None
+    for beta0 in (0.1, 0.5):
+        for tau0 in (0.5, 5.0):
+            for gamma0 in (0.0, 1.0):
+                start = {"c": float(y.max() if higher_is_better else y.min()), "A": math.log(spread), "beta": beta0,
+                         "gamma": gamma0, "eta": 0.5, "tau": math.log(tau0)}
+                x0 = np.array([start[name] for name in free])
+                lower = np.array([bounds[name][0] for name in free])
+                upper = np.array([bounds[name][1] for name in free])
+                result = least_squares(residuals, np.clip(x0, lower + 1e-9, upper - 1e-9), bounds=(lower, upper),
+                                       loss=loss, f_scale=spread / 10, x_scale="jac", max_nfev=2000)
+                if best is None or result.cost < best.cost:
+                    best = result
+    residual = residuals(best.x)
+    origin = "pilot_runs" if any(o.origin == "pilot_runs" for o in observations) else "proxy"
+    provenance = {name: origin if name in free else "defaults" for name in PARAMETERS}
+    return replace(law_of(best.x), rmse=float(np.sqrt(np.mean(residual ** 2))),
+                   observed_sizes=(float(n.min()), float(n.max())),
+                   observed_repetitions=float((shown / law0.unique).max()), provenance=provenance, far=far)
+
+
+def budget_in_samples(budget: float, unit: str, *, tokens_per_sample: float, parameters: float | None = None) -> float:
+    """Convert a budget to samples: ``samples``; ``tokens`` / tokens per sample; ``flops`` via
+    tokens = FLOPs / (6 * parameters) (Kaplan et al. 2020)."""
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a finite number > 0; got {budget}")
+    if unit == "samples":
+        return budget
+    if tokens_per_sample <= 0:
+        raise ValueError("the corpus has no tokens; give the budget in samples")
+    if unit == "tokens":
+        return budget / tokens_per_sample
+    if unit == "flops":
+        if not parameters or parameters <= 0:
+            raise ValueError("a budget in flops needs model_parameters > 0 (tokens = flops / (6 * parameters))")
+        return budget / (6.0 * parameters) / tokens_per_sample
+    raise ValueError(f"budget_unit must be one of samples, tokens, flops; got {unit!r}")
+
+
+def _float(value) -> float:
+    return math.nan if value is None else float(value)

@@ -1,0 +1,69 @@
+"""Pilot observations from the built-in proxy evaluator, for users without pilot training runs.
+
+For each design mixture and size, a sample of the mixture is drawn the way training
+would see it (each pool's documents in a seeded order, cycled when the pool is shown
+more often than it has documents) and a smoothed bigram model
+(:class:`curation.proxy.BigramProxy`) is trained on it; the observation is the
+cross-entropy of the target benchmark texts (nats per token, lower is better).
+
+The design: every pool alone (up to ``max_vertices`` of them, seeded), the uniform
+mixture and ``n_random`` Dirichlet(0.5) mixtures, each at three sizes around the median
+pool size (a quarter of it, once, and four times: the last repeats most pools).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from curation.mixture import Observation
+from curation.proxy import BigramProxy
+
+METRIC = "proxy_cross_entropy"
+
+
+def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, max_vertices: int = 12,
+           max_size: int = 20_000, seed: int = 0) -> list[tuple[dict[str, float], float]]:
+    """Design points ``(weights, size)``; sizes in samples, capped at ``max_size``."""
+    rng = np.random.default_rng(seed)
+    k = len(pools)
+    vertices = rng.permutation(k)[:max_vertices] if k > max_vertices else np.arange(k)
+    mixtures = [np.eye(k)[i] for i in sorted(vertices)] + [np.full(k, 1.0 / k)]
+    mixtures += list(rng.dirichlet(np.full(k, 0.5), size=n_random)) if k > 1 else []
+    median = float(np.median(unique))
+    sizes = sorted({int(min(max_size, max(20, round(f * median)))) for f in (0.25, 1.0, 4.0)})
+    return [({name: float(w) for name, w in zip(pools, mixture) if w > 0}, float(size))
+            for size in sizes for mixture in mixtures]
+
+
+def draw(pool_texts: Mapping[str, Sequence[str]], weights: Mapping[str, float], size: float,
+         rng: np.random.Generator) -> list[str]:
+    """``round(w_i * size)`` texts of each pool, its documents in a seeded order, cycled when repeated."""
+    texts: list[str] = []
+    for name, weight in weights.items():
+        documents = pool_texts[name]
+        count = int(round(weight * size))
+        if count and documents:
+            order = rng.permutation(len(documents))
+            texts.extend(documents[i] for i in np.resize(order, count))
+    return texts
+
+
+def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Sequence[str], *, seed: int = 0,
+                       n_random: int = 4, max_vertices: int = 12, max_size: int = 20_000, buckets: int = 2**18,
+                       progress: Callable[[int, int], None] | None = None) -> list[Observation]:
+    """Proxy observations for the mixtures of :func:`design` over ``pool_texts`` (pool -> its documents)."""
+    if not target_texts:
+        raise ValueError("the proxy needs target texts")
+    names = list(pool_texts)
+    points = design(names, [len(pool_texts[n]) for n in names], n_random=n_random, max_vertices=max_vertices,
+                    max_size=max_size, seed=seed)
+    observations = []
+    for position, (weights, size) in enumerate(points):
+        rng = np.random.default_rng([seed, position])
+        model = BigramProxy(buckets=buckets).fit(draw(pool_texts, weights, size, rng))
+        observations.append(Observation(weights=weights, size=size, value=model.cross_entropy(target_texts),
+                                        origin="proxy"))
+        if progress:
+            progress(position + 1, len(points))
+    return observations
