@@ -39,6 +39,7 @@ class Series:
     dashed: bool = False
     color: str | None = None
     marker: bool = True
+    in_legend: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -63,12 +64,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, last + 1)]
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -91,7 +88,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], *, value_label: st
               fmt: Callable[[float], str] = number, description: str = "") -> Chart:
     """Horizontal bars, one per ``(label, value)``, largest first as given."""
     items = list(items)
-    width, left, right, row = 720, 190, 90, 26
+    width, left, right, row = 960, 200, 90, 26
     height = 20 + row * max(len(items), 1)
     head, body = _open(title, description or f"{title}: " + ", ".join(f"{k} {fmt(v)}" for k, v in items[:20]),
                        width, height)
@@ -116,7 +113,8 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], *, value_label: st
 def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int]], *, x_label: str = "score",
               description: str = "") -> Chart:
     """Stacked vertical bars over ``len(edges) - 1`` bins, one colour per series."""
-    width, height, left, bottom, top_pad, right = 720, 300, 60, 48, 30, 16
+    width, height, left, bottom, right = 960, 320, 60, 48, 16
+    legend, top_pad = _legend(list(series), [PALETTE[i % len(PALETTE)] for i in range(len(series))], left, width)
     names = list(series)
     totals = [sum(values[i] for values in series.values()) for i in range(len(edges) - 1)]
     ymax = max(totals, default=0) or 1
@@ -125,7 +123,7 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     head, body = _open(title, description or f"{title}: {sum(totals)} documents in {len(totals)} bins of {x_label}",
                        width, height)
-    body.append(_legend(names, [PALETTE[i % len(PALETTE)] for i in range(len(names))], left, 16))
+    body.append(legend)
     for tick in yticks:
         y = top_pad + plot_h * (1 - tick / ymax)
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
@@ -160,7 +158,12 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
 def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: str, x_log: bool = False,
                description: str = "", vertical_marker: tuple[float, str] | None = None) -> Chart:
     """Lines and scatters on shared axes; bands drawn as translucent areas; optional log x."""
-    width, height, left, bottom, top_pad, right = 720, 340, 64, 48, 36, 20
+    width, left, bottom, right = 960, 64, 48, 20
+    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
+    shown = [(s.name, c, s.dashed) for s, c in zip(series, colors) if s.in_legend]
+    legend, top_pad = _legend([n for n, _, _ in shown], [c for _, c, _ in shown], left, width,
+                              dashed=[d for _, _, d in shown])
+    height = top_pad + 300 + bottom
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     xs = [x for s in series for x, _ in s.points] + [x for s in series for x, _, _ in s.band]
     ys = ([y for s in series for _, y in s.points] + [v for s in series for _, lo, hi in s.band for v in (lo, hi)])
@@ -197,8 +200,7 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     def sy(y):
         return top_pad + plot_h * (1 - (y - y0) / (y1 - y0))
 
-    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
-    body.append(_legend([s.name for s in series], colors, left, 18, dashed=[s.dashed for s in series]))
+    body.append(legend)
     for tick in yticks:
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" class="grid"/>'
                     f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end" class="tick">{number(tick)}</text>')
@@ -244,12 +246,18 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     return Chart(title, mark_safe(svg), ["series", x_label, y_label, "band"], rows, description)
 
 
-def _legend(names: Sequence[str], colors: Sequence[str], x: float, y: float, dashed: Sequence[bool] = ()) -> str:
-    parts, offset = [], x
+def _legend(names: Sequence[str], colors: Sequence[str], left: float, width: float,
+            dashed: Sequence[bool] = ()) -> tuple[str, float]:
+    """Legend entries flowing left to right, wrapping into rows; returns the SVG and the space it takes."""
+    parts, x, y = [], left, 18.0
     for i, (name, color) in enumerate(zip(names, colors)):
+        label = name if len(name) <= 60 else name[:58] + "…"
+        item = 34 + 7 * len(label)
+        if x > left and x + item > width - 10:
+            x, y = left, y + 20
         dash = ' stroke-dasharray="6 4"' if i < len(dashed) and dashed[i] else ""
-        parts.append(f'<line x1="{offset:.0f}" x2="{offset + 18:.0f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
-                     f'stroke-width="6"{dash}/><text x="{offset + 24:.0f}" y="{y}" class="legend">'
-                     f'{escape(name)}</text>')
-        offset += 34 + 7 * min(len(name), 40)
-    return "".join(parts)
+        parts.append(f'<line x1="{x:.0f}" x2="{x + 18:.0f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                     f'stroke-width="6"{dash}/><text x="{x + 24:.0f}" y="{y}" class="legend">{escape(label)}'
+                     f'<title>{escape(name)}</title></text>')
+        x += item
+    return "".join(parts), (y + 16 if names else 16)

@@ -413,7 +413,7 @@ def observations_chart(title: str, observations: list[dict], *, metric: str, law
         color = charts.PALETTE[i % len(charts.PALETTE)]
         points = [(float(o["size"]), float(o["value"])) for o in items
                   if selectors.finite(o.get("size")) and selectors.finite(o.get("value")) is not None]
-        series.append(charts.Series(f"observed: {label}", points, connect=connect_observed, color=color))
+        series.append(charts.Series(label, points, connect=connect_observed, color=color))
         curve = []
         sizes = [p[0] for p in points]
         if law is not None and sizes:
@@ -427,10 +427,13 @@ def observations_chart(title: str, observations: list[dict], *, metric: str, law
             curve = [(float(o["size"]), float(o["fitted"])) for o in items
                      if selectors.finite(o.get("size")) and selectors.finite(o.get("fitted")) is not None]
         if curve:
-            series.append(charts.Series(f"fitted: {label}", curve, color=color, dashed=True, marker=False))
+            series.append(charts.Series(f"fitted: {label}", curve, color=color, dashed=True, marker=False,
+                                        in_legend=False))
     return charts.line_chart(title, series, x_label="size (samples seen)", y_label=metric, x_log=True,
-                             description=f"Observed {metric} of pilot runs against training size, one colour per "
-                                         "mixture, with the fitted model's curve for the same mixture (dashed).")
+                             description=f"Observed {metric} of pilot runs (circles) against training size, one "
+                                         "colour per mixture" + (", with the fitted model's curve for the same "
+                                                                 "mixture (dashed)" if not connect_observed else "")
+                             + ".")
 
 
 class ModelListView(ConsoleView):

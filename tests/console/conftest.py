@@ -82,7 +82,7 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict
                                       "eta": "proxy", "tau": "defaults"},
         observations=[{"mixture": r.mixture, "size": r.size, "value": r.value,
                        "fitted": _law(r.size, r.mixture, quality), "origin": r.origin} for r in runs])
-    budget = 5e4
+    budget = 1500.0
     weights = {sources[-1]: 0.42, sources[-2]: 0.31, sources[-3]: 0.17, sources[0]: 0.10}
     pools = []
     for s in sources:
@@ -93,7 +93,7 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict
                       "available_documents": available, "repetitions": round(shown / available, 3)})
     frontier = []
     for k in range(9):
-        b = 1e3 * 2 ** k * 1.6
+        b = 200.0 * 2 ** k
         value = _law(b, weights, quality)
         width = 0.01 * (1 + abs(math.log2(b / budget)) / 2)
         frontier.append({"budget": b, "value": value, "low": value - width, "high": value + width,
