@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,17 @@ def _browser_or_skip():
         pytest.skip(reason)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """Warm shutdown first, so the process closes its database connections."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
 @pytest.fixture
 def worker(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixture
     env = {**os.environ, "REDIS_URL": broker, "DATABASE_URL": _database_url(), "ARTIFACT_ROOT": str(artifact_root),
@@ -56,9 +68,7 @@ def worker(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixtur
          "--loglevel", "INFO", "--hostname", "console-browser@%h"],
         env=env, cwd=BASE_DIR, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     yield process
-    if process.poll() is None:
-        os.killpg(process.pid, 9)
-        process.wait(timeout=30)
+    _stop(process)
     print("--- worker.log ---\n" + log.read_text(errors="replace")[-3000:])
 
 

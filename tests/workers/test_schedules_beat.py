@@ -5,6 +5,7 @@ are recorded as skipped), and stops creating jobs once paused."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,17 @@ from tests.workers.test_worker_integration import _database_url, broker  # noqa:
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """Warm shutdown first, so the process closes its database connections."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
 @pytest.fixture
 def processes(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixture
     started: list[tuple[subprocess.Popen, Path]] = []
@@ -43,9 +55,7 @@ def processes(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fix
 
     yield start
     for process, log in started:
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait(timeout=30)
+        _stop(process)
         print(f"--- {log.name} ---\n" + log.read_text(errors="replace")[-3000:])
 
 
