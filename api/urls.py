@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
 from api.jobs.views import JobViewSet
-from api.modeling.views import PilotRunViewSet
+from api.modeling.views import MixtureViewSet, PerformanceModelViewSet, PilotRunViewSet, PredictionView
 from api.schedules.views import ScheduleViewSet
 from api.tenancy.views import UsageView
 
@@ -14,11 +14,14 @@ router.register("corpora", CorpusViewSet, basename="corpus")
 router.register("benchmarks", BenchmarkViewSet, basename="benchmark")
 router.register("jobs", JobViewSet, basename="job")
 router.register("pilot-runs", PilotRunViewSet, basename="pilot-run")
+router.register("performance-models", PerformanceModelViewSet, basename="performance-model")
+router.register("mixtures", MixtureViewSet, basename="mixture")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/v1/usage/", UsageView.as_view(), name="usage"),
+    path("api/v1/predictions/", PredictionView.as_view(), name="predictions"),
     path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
          name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],

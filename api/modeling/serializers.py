@@ -2,7 +2,7 @@ import math
 
 from rest_framework import serializers
 
-from api.modeling.models import PilotRun
+from api.modeling.models import Mixture, PerformanceModel, PilotRun
 
 
 class PilotRunInputSerializer(serializers.Serializer):
@@ -29,3 +29,50 @@ class PilotRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = PilotRun
         fields = ["id", "corpus", "mixture", "size", "metric", "value", "higher_is_better", "origin", "created_at"]
+
+
+class PerformanceModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PerformanceModel
+        fields = ["id", "corpus", "benchmarks", "job", "metric", "higher_is_better", "kind", "parameters", "pools",
+                  "fit_error", "provenance", "observations", "created_at"]
+
+
+class MixtureSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Mixture
+        fields = ["id", "corpus", "job", "performance_model", "budget", "budget_unit", "weights", "pools",
+                  "predicted", "frontier", "document_count", "created_at"]
+
+
+class ManifestQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl", required=False)
+
+
+class PredictionInputSerializer(serializers.Serializer):
+    performance_model = serializers.UUIDField()
+    mixture = serializers.DictField(child=serializers.JSONField(), help_text="{pool: weight}, weights sum to 1")
+    budget = serializers.FloatField(help_text="in budget_unit; > 0")
+    budget_unit = serializers.ChoiceField(choices=["samples", "tokens", "flops"], default="samples")
+    model_parameters = serializers.FloatField(required=False, help_text="model size, for a budget in flops")
+    level = serializers.FloatField(default=0.95, min_value=0.5, max_value=0.999)
+
+    def validate_budget(self, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise serializers.ValidationError(f"budget must be a finite number > 0; got {value}")
+        return value
+
+
+class PredictionSerializer(serializers.Serializer):
+    performance_model = serializers.UUIDField()
+    metric = serializers.CharField()
+    higher_is_better = serializers.BooleanField()
+    value = serializers.FloatField()
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    level = serializers.FloatField()
+    extrapolated = serializers.BooleanField()
+    outside_doublings = serializers.FloatField()
+    budget_samples = serializers.FloatField()
+    repetitions = serializers.DictField(child=serializers.FloatField())
+    provenance = serializers.DictField(child=serializers.CharField())

@@ -1,12 +1,26 @@
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from api.core.artifacts import artifact_store
+from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.modeling import services
-from api.modeling.models import PilotRun
-from api.modeling.serializers import PilotRunInputSerializer, PilotRunSerializer
+from api.modeling.models import Mixture, PerformanceModel, PilotRun
+from api.modeling.serializers import (
+    ManifestQuerySerializer,
+    MixtureSerializer,
+    PerformanceModelSerializer,
+    PilotRunInputSerializer,
+    PilotRunSerializer,
+    PredictionInputSerializer,
+    PredictionSerializer,
+)
+from curation.manifest import iter_manifest_jsonl
 
 
 class PilotRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
@@ -32,3 +46,55 @@ class PilotRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             raise ValidationError(errors)
         runs = services.pilot_runs_create(tenant=self.tenant, observations=form.validated_data)
         return Response(PilotRunSerializer(runs, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class PerformanceModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Fitted performance models: parameters, fit error, provenance and the observations fitted.
+
+    Filter with ``?corpus=<id>`` and ``?metric=<name>``.
+    """
+
+    model = PerformanceModel
+    serializer_class = PerformanceModelSerializer
+    query_filters = ("corpus", "metric")
+
+
+class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Mixtures computed by ``mixture`` and ``curate`` jobs; ``documents/`` streams the manifest."""
+
+    model = Mixture
+    serializer_class = MixtureSerializer
+    query_filters = ("corpus", "job")
+
+    @extend_schema(parameters=[ManifestQuerySerializer], responses={(200, "application/x-ndjson"): str})
+    @action(detail=True, methods=["get"])
+    def documents(self, request, pk=None):
+        """The manifest: one row per selected document ``{"id", "pool", "repeats"}``, as JSONL or Parquet."""
+        mixture = self.get_object()
+        query = ManifestQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        path = artifact_store().manifest_path(self.tenant.pk, mixture.pk)
+        if not path.is_file():
+            raise ApplicationError("manifest_missing", "this mixture's manifest is not stored; re-run its job",
+                                   status_code=404)
+        if query.validated_data.get("format") == "parquet":
+            return FileResponse(open(path, "rb"), as_attachment=True, filename=f"mixture-{mixture.pk}.parquet",
+                                content_type="application/vnd.apache.parquet")
+        response = StreamingHttpResponse(iter_manifest_jsonl(path), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="mixture-{mixture.pk}.jsonl"'
+        return response
+
+
+class PredictionView(APIView):
+    """Predicted metric and band for a mixture at a budget, from a fitted performance model (synchronous)."""
+
+    @extend_schema(request=PredictionInputSerializer, responses={200: PredictionSerializer})
+    def post(self, request):
+        form = PredictionInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        result = services.prediction_create(tenant=request.auth.tenant, model_id=data["performance_model"],
+                                            mixture=data["mixture"], budget=data["budget"],
+                                            budget_unit=data["budget_unit"],
+                                            model_parameters=data.get("model_parameters"), level=data["level"])
+        return Response(PredictionSerializer(result).data)

@@ -1,8 +1,9 @@
 """The registry of job kinds."""
 from api.jobs.kinds.base import JobKind, Stage
 from api.jobs.kinds.embed import EmbedKind
+from api.jobs.kinds.modeling import FitKind, MixtureKind
 from api.jobs.kinds.ot import OTKind
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (EmbedKind(), OTKind())}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (EmbedKind(), OTKind(), FitKind(), MixtureKind())}
 
 __all__ = ["KINDS", "JobKind", "Stage"]
