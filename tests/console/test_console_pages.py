@@ -354,3 +354,28 @@ def test_manifest_downloads_as_jsonl_and_parquet(client, user_a, tenant_a, data_
     parquet = client.get(url + "?format=parquet")
     assert b"".join(parquet.streaming_content) == path.read_bytes()
     assert f'mixture-{mixture.pk}.parquet' in parquet["Content-Disposition"]
+
+
+def test_staff_admin_manages_tenants_quotas_users_and_memberships(admin_client, user_a, tenant_a):
+    tenant = tenant_a[0]
+    page = admin_client.get(f"/admin/tenancy/tenant/{tenant.pk}/change/").content.decode()
+    assert "max_stored_bytes" in page and "max_concurrent_jobs" in page and "alice" in page
+    assert admin_client.get("/admin/tenancy/membership/").status_code == 200
+    user_page = admin_client.get(f"/admin/auth/user/{user_a.pk}/change/").content.decode()
+    assert "tenant memberships (console access)" in user_page.lower()
+    assert admin_client.get("/admin/schedules/schedule/").status_code == 200
+
+
+def test_create_console_user_command(tenant_a, tenant_b, client):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("create_console_user", "carol", "--tenant", "tenant-a", "--tenant", "tenant-b", stdout=out)
+    password = re.search(r"password: (\S+)", out.getvalue()).group(1)
+    assert client.login(username="carol", password=password)
+    picker = client.get("/console/").content.decode()
+    assert "tenant-a" in picker and "tenant-b" in picker
+    with pytest.raises(CommandError, match="no tenant named 'nope'"):
+        call_command("create_console_user", "dave", "--tenant", "nope", stdout=StringIO())
