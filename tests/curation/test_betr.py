@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curation.betr import (BetrClassifier, count_tokens, label_sample, optimal_token_fraction, rank_scores,
+from curation.betr import (POSITIVE, BetrClassifier, count_tokens, label_sample, optimal_token_fraction, rank_scores,
                            select_tokens, train_classifier)
 from tests.shared import cached_embeddings, load_jsonl, shared_path
 
@@ -122,6 +122,9 @@ def test_classifier_learns_is_deterministic_and_round_trips(tmp_path):
     probabilities = trained.classifier.score(texts, batch_size=64)
     assert probabilities.shape == (400,) and probabilities.dtype == np.float32
     assert np.mean((probabilities >= 0.5) == labels) >= 0.95
+    predicted, p = trained.classifier.model.predict([t.replace("\n", " ") for t in texts], k=1)
+    raw = np.array([q[0] if top[0] == POSITIVE else 1 - q[0] for top, q in zip(predicted, p)], dtype=np.float32)
+    np.testing.assert_allclose(probabilities, np.clip(raw, 0, 1), atol=1e-7)
     again = train_classifier(texts, labels, seed=0).classifier.score(texts)
     np.testing.assert_array_equal(again, probabilities)
 
