@@ -3,7 +3,11 @@ from api.jobs.kinds.base import JobKind, Stage
 from api.jobs.kinds.embed import EmbedKind
 from api.jobs.kinds.modeling import FitKind, MixtureKind
 from api.jobs.kinds.ot import OTKind
+from api.jobs.kinds.selection import BetrKind, IndexKind, PruneKind
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (EmbedKind(), OTKind(), FitKind(), MixtureKind())}
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (EmbedKind(), IndexKind(), PruneKind(), BetrKind(), OTKind(), FitKind(), MixtureKind())
+}
 
 __all__ = ["KINDS", "JobKind", "Stage"]

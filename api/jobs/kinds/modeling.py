@@ -109,7 +109,10 @@ def fit_datasets(tenant_id, params) -> list[Dataset]:
 
 
 def score_arrays(job: Job, corpus: Dataset, scores_job_id: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(kept, quality)`` per document from a job's first score metric, or ``(None, None)``."""
+    """``(kept, quality)`` per document from a job's first score metric, or ``(None, None)``.
+
+    A ``prune`` job's dropped documents are left out (``kept``); a ``betr`` job only ranks.
+    Quality is higher-is-better."""
     if not scores_job_id:
         return None, None
     scores_job = Job.objects.for_tenant(job.tenant_id).get(pk=scores_job_id)
@@ -117,9 +120,12 @@ def score_arrays(job: Job, corpus: Dataset, scores_job_id: str | None) -> tuple[
     store = artifact_store()
     tables = [pq.read_table(store.scores_path(job.tenant_id, scores_job.pk, metric, i), columns=["score", "kept"])
               for i in range(corpus.shard_count)]
-    kept = np.concatenate([t.column("kept").to_numpy(zero_copy_only=False) for t in tables]).astype(bool)
     quality = np.concatenate([t.column("score").to_numpy(zero_copy_only=False) for t in tables]).astype(np.float64)
-    return kept, (-quality if scores_job.result.get("lower_is_better") else quality)
+    quality = -quality if scores_job.result.get("lower_is_better") else quality
+    if scores_job.kind == "betr":  # a ranking: every document stays, its decile is its pool
+        return None, quality
+    kept = np.concatenate([t.column("kept").to_numpy(zero_copy_only=False) for t in tables]).astype(bool)
+    return kept, np.nan_to_num(quality, nan=-np.inf)
 
 
 def document_pools(sources: list, kept: np.ndarray | None, quality: np.ndarray | None,
