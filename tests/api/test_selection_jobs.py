@@ -121,3 +121,23 @@ def test_index_job_builds_the_exact_store_for_a_small_corpus(client_a, corpus, d
     store = job.result["store"]
     assert store["kind"] == "flat" and store["n"] == 300 and store["recall_at_10"] == 1.0
     assert store["offsets"] == [0, 100, 200, 300]
+
+
+def test_curate_runs_the_whole_pipeline_in_one_job(client_a, corpus, dispatched):
+    bench = upload(client_a, "benchmarks", "science.jsonl", jsonl(demo_benchmark(40)), name="science").json()
+    job = _run(client_a, "curate", {"corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing",
+                                    "budget": 200, "eps": 0.1, "ot_sample_size": 30})
+    assert [s["name"] for s in job.plan] == ["embedding", "index", "prune", "betr_train", "betr_classify",
+                                              "betr_select", "ot", "pilots", "fit", "mixture"]
+    result = job.result
+    assert result["stages"]["prune"]["reasons"]["duplicate"] >= 10
+    assert result["stages"]["index"]["kind"] == "flat"
+    weights = {row["pool"]: row["weight"] for row in result["pools"]}
+    by_source = Counter()
+    for pool, weight in weights.items():
+        by_source[pool.split("/")[0]] += weight
+    assert by_source.most_common(1)[0][0] == "science", by_source
+    manifest = client_a.get(f"/api/v1/mixtures/{result['mixture']}/documents/")
+    ids = [json.loads(line)["id"] for line in b"".join(manifest.streaming_content).decode().splitlines()]
+    dropped = {r["id"] for r in _scores(client_a, corpus["id"], "semdedup") if not r["kept"]}
+    assert ids and not set(ids) & dropped, "the manifest never includes a pruned duplicate"

@@ -1,5 +1,6 @@
 """The registry of job kinds."""
 from api.jobs.kinds.base import JobKind, Stage
+from api.jobs.kinds.curate import CurateKind
 from api.jobs.kinds.embed import EmbedKind
 from api.jobs.kinds.modeling import FitKind, MixtureKind
 from api.jobs.kinds.ot import OTKind
@@ -7,7 +8,8 @@ from api.jobs.kinds.selection import BetrKind, IndexKind, PruneKind
 
 KINDS: dict[str, JobKind] = {
     kind.name: kind
-    for kind in (EmbedKind(), IndexKind(), PruneKind(), BetrKind(), OTKind(), FitKind(), MixtureKind())
+    for kind in (EmbedKind(), IndexKind(), PruneKind(), BetrKind(), OTKind(), FitKind(), MixtureKind(),
+                 CurateKind())
 }
 
 __all__ = ["KINDS", "JobKind", "Stage"]

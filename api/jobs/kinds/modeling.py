@@ -89,6 +89,7 @@ def normalise_fit(tenant, data: dict) -> dict:
             raise ApplicationError("not_found", f"no succeeded betr or prune job {data['scores_job']} on this corpus",
                                    detail={"field": "params.scores_job"}, status_code=404)
         params["scores_job"] = str(job.pk)
+        params["pool_scores"] = score_sources(job, data.get("quality_pools", False))
     elif data.get("quality_pools"):
         raise serializers.ValidationError({"quality_pools": "quality pools need scores_job (a betr or prune job)"})
     if data.get("metric"):
@@ -108,24 +109,21 @@ def fit_datasets(tenant_id, params) -> list[Dataset]:
     return [dataset_of(tenant_id, params["corpus"])] + [dataset_of(tenant_id, b) for b in params["benchmarks"]]
 
 
-def score_arrays(job: Job, corpus: Dataset, scores_job_id: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(kept, quality)`` per document from a job's first score metric, or ``(None, None)``.
-
-    A ``prune`` job's dropped documents are left out (``kept``); a ``betr`` job only ranks.
-    Quality is higher-is-better."""
-    if not scores_job_id:
-        return None, None
-    scores_job = Job.objects.for_tenant(job.tenant_id).get(pk=scores_job_id)
+def score_sources(scores_job: Job | None, quality_pools: bool) -> dict:
+    """Where a fit reads kept flags and quality: ``{"kept": [job, metric] | None, "quality": [job, metric,
+    lower_is_better] | None}``. A ``prune`` job's dropped documents are left out; a ``betr`` job only ranks."""
+    if scores_job is None:
+        return {"kept": None, "quality": None}
     metric = scores_job.result["score_metrics"][0]
+    quality = [str(scores_job.pk), metric, bool(scores_job.result.get("lower_is_better"))] if quality_pools else None
+    return {"kept": None if scores_job.kind == "betr" else [str(scores_job.pk), metric], "quality": quality}
+
+
+def read_scores(tenant_id, corpus: Dataset, job_id: str, metric: str, column: str) -> np.ndarray:
+    """One column of a job's per-shard scores of ``corpus``, in document order."""
     store = artifact_store()
-    tables = [pq.read_table(store.scores_path(job.tenant_id, scores_job.pk, metric, i), columns=["score", "kept"])
-              for i in range(corpus.shard_count)]
-    quality = np.concatenate([t.column("score").to_numpy(zero_copy_only=False) for t in tables]).astype(np.float64)
-    quality = -quality if scores_job.result.get("lower_is_better") else quality
-    if scores_job.kind == "betr":  # a ranking: every document stays, its decile is its pool
-        return None, quality
-    kept = np.concatenate([t.column("kept").to_numpy(zero_copy_only=False) for t in tables]).astype(bool)
-    return kept, np.nan_to_num(quality, nan=-np.inf)
+    return np.concatenate([pq.read_table(store.scores_path(tenant_id, job_id, metric, i), columns=[column])
+                           .column(column).to_numpy(zero_copy_only=False) for i in range(corpus.shard_count)])
 
 
 def document_pools(sources: list, kept: np.ndarray | None, quality: np.ndarray | None,
@@ -145,10 +143,21 @@ def document_pools(sources: list, kept: np.ndarray | None, quality: np.ndarray |
     return pools
 
 
-def pool_inputs(job: Job, params: dict) -> dict:
-    corpus = dataset_of(job.tenant_id, params["corpus"])
-    kept, quality = score_arrays(job, corpus, params.get("scores_job"))
-    pools = document_pools(dataset_column(corpus, "source"), kept, quality, params.get("quality_pools", False))
+def pool_inputs(job: Job, corpus: Dataset, sources: dict) -> dict:
+    """Each document's pool and quality (higher is better; ``None`` without quality pools).
+
+    ``sources`` is :func:`score_sources`' answer; a job id ``"self"`` means ``job`` itself (``curate``)."""
+    def job_id(value: str) -> str:
+        return str(job.pk) if value == "self" else value
+
+    kept = quality = None
+    if sources.get("kept"):
+        kept = read_scores(job.tenant_id, corpus, job_id(sources["kept"][0]), sources["kept"][1], "kept").astype(bool)
+    if sources.get("quality"):
+        identifier, metric, lower_is_better = sources["quality"]
+        quality = read_scores(job.tenant_id, corpus, job_id(identifier), metric, "score").astype(np.float64)
+        quality = np.nan_to_num(-quality if lower_is_better else quality, nan=-np.inf)
+    pools = document_pools(dataset_column(corpus, "source"), kept, quality, quality is not None)
     return {"corpus": corpus, "pools": pools, "quality": quality}
 
 
@@ -157,7 +166,7 @@ def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
     corpus, benchmarks = datasets[0], datasets[1:]
     if stage == "embedding":
         return run_embedding_unit(datasets, index, job_embedder(job))
-    inputs = pool_inputs(job, params)
+    inputs = pool_inputs(job, corpus, params.get("pool_scores", {}))
     pools = inputs["pools"]
     names = sorted({p for p in pools if p is not None})
     if stage == "ot":
@@ -190,7 +199,7 @@ def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
     pilots = _unit_output(job, "pilots")
     quality = inputs["quality"]
     pool_list = [Pool(name=name, unique=int((pools == name).sum()), ot=ot[name],
-                      quality=float(quality[pools == name].mean()) if quality is not None else math.nan)
+                      quality=float(np.mean(quality[pools == name])) if quality is not None else math.nan)
                  for name in names]
     observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"], origin=o["origin"])
                     for o in pilots["observations"]]
@@ -229,9 +238,8 @@ def run_mixture_unit(job: Job, params: dict, model_id: str) -> dict:
     allocation = law.optimize(budget)
     prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget)
     frontier = law.frontier(np.geomspace(budget / 100, budget * 100, params["frontier_points"]))
-    fit = model.job.params if model.job else {}
-    inputs = pool_inputs(job, {"corpus": str(corpus.pk), "scores_job": fit.get("scores_job"),
-                               "quality_pools": fit.get("quality_pools", False)})
+    fit_job = model.job or job
+    inputs = pool_inputs(fit_job, corpus, fit_job.params.get("pool_scores", {}))
     selection = select_documents(inputs["pools"], allocation, quality=inputs["quality"], seed=params.get("seed", 0))
     mixture_id = uuid.uuid5(job.pk, "mixture")
     ids = dataset_column(corpus, "id")

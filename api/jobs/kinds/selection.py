@@ -161,52 +161,53 @@ class PruneKind(JobKind):
         corpus = dataset_of(job.tenant_id, job.params["corpus"])
         if stage == "embedding":
             return run_embedding_unit([corpus], index, job_embedder(job))
-        return self._select(job, corpus, job.params)
+        return run_prune(job, corpus, job.params)
 
-    @staticmethod
-    def _select(job: Job, corpus: Dataset, p: dict) -> dict:
-        ids = dataset_column(corpus, "id")
-        method = p["method"]
-        fraction = p.get("fraction") or 0.7
-        extra_columns, extra = {}, {"method": method}
-        lower_is_better = False
-        if method == "el2n":
-            path = artifact_store().predictions_path(job.tenant_id, corpus.pk, p["predictions"])
-            score = corpus_scores(el2n_scores(path), ids)
-            chosen = select_highest(score, fraction=fraction)
-            kept, reason = chosen.kept, chosen.reason
+
+def run_prune(job: Job, corpus: Dataset, p: dict) -> dict:
+    """Score and select every document of ``corpus`` with ``p["method"]``; write per-shard scores."""
+    ids = dataset_column(corpus, "id")
+    method = p["method"]
+    fraction = p.get("fraction") or 0.7
+    extra_columns, extra = {}, {"method": method}
+    lower_is_better = False
+    if method == "el2n":
+        path = artifact_store().predictions_path(job.tenant_id, corpus.pk, p["predictions"])
+        score = corpus_scores(el2n_scores(path), ids)
+        chosen = select_highest(score, fraction=fraction)
+        kept, reason = chosen.kept, chosen.reason
+    else:
+        vectors = dataset_embeddings(corpus, job_embedder(job))
+        if method == "semdedup":
+            result = semdedup(vectors, eps=p["eps"], k=p.get("k"), seed=p["seed"])
+            score, kept = result.max_similarity, result.kept
+            reason = np.where(kept, "kept", "duplicate")
+            extra_columns = {"cluster": result.labels, "duplicate_of": result.duplicate_of}
+            extra["eps_curve"] = result.kept_fraction_curve([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+            extra["duplicate_groups"] = len(result.groups())
         else:
-            vectors = dataset_embeddings(corpus, job_embedder(job))
-            if method == "semdedup":
-                result = semdedup(vectors, eps=p["eps"], k=p.get("k"), seed=p["seed"])
-                score, kept = result.max_similarity, result.kept
-                reason = np.where(kept, "kept", "duplicate")
-                extra_columns = {"cluster": result.labels, "duplicate_of": result.duplicate_of}
-                extra["eps_curve"] = result.kept_fraction_curve([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
-                extra["duplicate_groups"] = len(result.groups())
-            else:
-                policy = keep_policy(unique_documents=len(ids), budget_documents=p.get("budget_documents") or len(ids),
-                                     override=None if p["keep"] == "auto" else p["keep"])
-                extra["policy"] = {"keep": policy.keep, "abundance": policy.abundance, "reason": policy.reason}
-                lower_is_better = policy.keep == "easy"
-                if method == "prototypes":
-                    scores = prototype_scores(vectors, k=p.get("k"), seed=p["seed"])
-                    chosen = select(scores.difficulty, scores.labels, keep=policy.keep, fraction=fraction,
-                                    floor=p["floor"])
-                    score, kept, reason, labels = scores.difficulty, chosen.kept, chosen.reason, scores.labels
-                    summary = chosen.summary
-                else:  # d4
-                    result = d4(vectors, fraction=fraction, keep=policy.keep, eps=p["eps"], k=p.get("k"),
-                                floor=p["floor"], seed=p["seed"])
-                    score, kept, reason, labels = result.difficulty, result.kept, result.reason, result.labels
-                    summary = result.selection.summary
-                extra_columns = {"cluster": labels}
-                extra["clusters"] = {"cluster": summary.clusters.tolist(), "documents": summary.documents.tolist(),
-                                     "kept": summary.kept.tolist(), "floor": summary.floor.tolist()}
-        score = np.asarray(score, dtype=np.float64)
-        _write_shard_scores(job, corpus, method, ids, score, np.asarray(kept), np.asarray(reason), **extra_columns)
-        return {"score_metrics": [method], "lower_is_better": lower_is_better,
-                **_summary(corpus, score, kept, list(reason), extra)}
+            policy = keep_policy(unique_documents=len(ids), budget_documents=p.get("budget_documents") or len(ids),
+                                 override=None if p["keep"] == "auto" else p["keep"])
+            extra["policy"] = {"keep": policy.keep, "abundance": policy.abundance, "reason": policy.reason}
+            lower_is_better = policy.keep == "easy"
+            if method == "prototypes":
+                scores = prototype_scores(vectors, k=p.get("k"), seed=p["seed"])
+                chosen = select(scores.difficulty, scores.labels, keep=policy.keep, fraction=fraction,
+                                floor=p["floor"])
+                score, kept, reason, labels = scores.difficulty, chosen.kept, chosen.reason, scores.labels
+                summary = chosen.summary
+            else:  # d4
+                result = d4(vectors, fraction=fraction, keep=policy.keep, eps=p["eps"], k=p.get("k"),
+                            floor=p["floor"], seed=p["seed"])
+                score, kept, reason, labels = result.difficulty, result.kept, result.reason, result.labels
+                summary = result.selection.summary
+            extra_columns = {"cluster": labels}
+            extra["clusters"] = {"cluster": summary.clusters.tolist(), "documents": summary.documents.tolist(),
+                                 "kept": summary.kept.tolist(), "floor": summary.floor.tolist()}
+    score = np.asarray(score, dtype=np.float64)
+    _write_shard_scores(job, corpus, method, ids, score, np.asarray(kept), np.asarray(reason), **extra_columns)
+    return {"score_metrics": [method], "lower_is_better": lower_is_better,
+            **_summary(corpus, score, kept, list(reason), extra)}
 
 
 class BetrKind(JobKind):
@@ -231,59 +232,65 @@ class BetrKind(JobKind):
 
     def run_unit(self, *, job, stage, index):
         datasets = self._datasets(job.tenant_id, job.params)
-        corpus, benchmarks = datasets[0], datasets[1:]
-        store, p = artifact_store(), job.params
-        model_path = store.job_file(job.tenant_id, job.pk, "betr-classifier.bin")
         if stage == "embedding":
             return run_embedding_unit(datasets, index, job_embedder(job))
-        if stage == "train":
-            embedder = job_embedder(job)
-            vectors = dataset_embeddings(corpus, embedder)
-            rng = np.random.default_rng(p["seed"])
-            sample = np.sort(rng.permutation(len(vectors))[: p["sample_size"]])
-            targets = {b.name + (f" ({b.pk})" if [x.name for x in benchmarks].count(b.name) > 1 else ""):
-                       dataset_embeddings(b, embedder) for b in benchmarks}
-            ranking = betr.rank_scores(vectors[sample], targets, equal_per_benchmark=p["equal_per_benchmark"],
-                                       seed=p["seed"])
-            labelled = betr.label_sample(ranking, top_fraction=p["top_fraction"], seed=p["seed"])
-            texts = dataset_column(corpus, "text")
-            trained = betr.train_classifier([texts[sample[i]] for i in labelled.indices], labelled.labels,
-                                            seed=p["seed"])
-            trained.classifier.save(model_path)
-            ids = dataset_column(corpus, "id")
-            table = pa.table({"id": pa.array([ids[i] for i in sample], pa.string()),
-                              "rank_score": pa.array(ranking.scores), "best_rank": pa.array(ranking.best_rank)})
-            buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer)
-            atomic_write_bytes(store.job_file(job.tenant_id, job.pk, "betr-sample.parquet"),
-                               buffer.getvalue().to_pybytes())
-            return {"sample_size": int(len(sample)), "positives": int(len(labelled.positive)),
-                    "negatives": int(len(labelled.negative)), "examples": int(len(ranking.target_benchmark)),
-                    "k": int(ranking.k), "holdout_accuracy": trained.holdout_accuracy, "epochs": trained.epoch}
-        if stage == "classify":
-            shard = pq.read_table(store.shard_path(job.tenant_id, corpus.pk, index), columns=["id", "text"])
-            texts = shard.column("text").to_pylist()
-            scores = betr.BetrClassifier.load(model_path).score(texts)
-            raw = pa.table({"id": shard.column("id"), "score": pa.array(scores.astype(np.float64)),
-                            "tokens": pa.array(betr.count_tokens(texts))})
-            buffer = pa.BufferOutputStream()
-            pq.write_table(raw, buffer)
-            atomic_write_bytes(store.job_file(job.tenant_id, job.pk, f"betr-raw-{index:05d}.parquet"),
-                               buffer.getvalue().to_pybytes())
-            return {"shard": index, "documents": len(texts)}
-        raws = [pq.read_table(store.job_file(job.tenant_id, job.pk, f"betr-raw-{i:05d}.parquet"))
-                for i in range(corpus.shard_count)]
-        score = np.concatenate([t.column("score").to_numpy() for t in raws])
-        tokens = np.concatenate([t.column("tokens").to_numpy() for t in raws])
-        ids = [i for t in raws for i in t.column("id").to_pylist()]
-        fraction = p.get("keep_fraction") or (None if p.get("flops") else 0.1)
-        chosen = betr.select_tokens(score, tokens, fraction=fraction, flops=p.get("flops"))
-        reason = np.where(chosen.kept, "kept", "below_threshold")
-        _write_shard_scores(job, corpus, "betr", ids, score, chosen.kept, reason, tokens=tokens)
-        train = JobUnit.objects.for_tenant(job.tenant_id).get(job=job, stage="train", index=0).output
-        return {"score_metrics": ["betr"], "lower_is_better": False, **_summary(corpus, score, chosen.kept,
-                list(reason), {"train": train, "token_fraction": chosen.fraction, "threshold": chosen.threshold,
-                               "kept_tokens": chosen.kept_tokens, "total_tokens": chosen.total_tokens})}
+        return run_betr_unit(job, job.params, datasets, stage, index)
+
+
+def run_betr_unit(job: Job, p: dict, datasets: list[Dataset], step: str, index: int, *,
+                  train_stage: str = "train") -> dict:
+    """One unit of BETR's ``step`` (``train``, ``classify`` or ``select``); ``curate`` reuses it."""
+    corpus, benchmarks = datasets[0], datasets[1:]
+    store = artifact_store()
+    model_path = store.job_file(job.tenant_id, job.pk, "betr-classifier.bin")
+    if step == "train":
+        embedder = job_embedder(job)
+        vectors = dataset_embeddings(corpus, embedder)
+        rng = np.random.default_rng(p["seed"])
+        sample = np.sort(rng.permutation(len(vectors))[: p["sample_size"]])
+        targets = {b.name + (f" ({b.pk})" if [x.name for x in benchmarks].count(b.name) > 1 else ""):
+                   dataset_embeddings(b, embedder) for b in benchmarks}
+        ranking = betr.rank_scores(vectors[sample], targets, equal_per_benchmark=p["equal_per_benchmark"],
+                                   seed=p["seed"])
+        labelled = betr.label_sample(ranking, top_fraction=p["top_fraction"], seed=p["seed"])
+        texts = dataset_column(corpus, "text")
+        trained = betr.train_classifier([texts[sample[i]] for i in labelled.indices], labelled.labels,
+                                        seed=p["seed"])
+        trained.classifier.save(model_path)
+        ids = dataset_column(corpus, "id")
+        table = pa.table({"id": pa.array([ids[i] for i in sample], pa.string()),
+                          "rank_score": pa.array(ranking.scores), "best_rank": pa.array(ranking.best_rank)})
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        atomic_write_bytes(store.job_file(job.tenant_id, job.pk, "betr-sample.parquet"),
+                           buffer.getvalue().to_pybytes())
+        return {"sample_size": int(len(sample)), "positives": int(len(labelled.positive)),
+                "negatives": int(len(labelled.negative)), "examples": int(len(ranking.target_benchmark)),
+                "k": int(ranking.k), "holdout_accuracy": trained.holdout_accuracy, "epochs": trained.epoch}
+    if step == "classify":
+        shard = pq.read_table(store.shard_path(job.tenant_id, corpus.pk, index), columns=["id", "text"])
+        texts = shard.column("text").to_pylist()
+        scores = betr.BetrClassifier.load(model_path).score(texts)
+        raw = pa.table({"id": shard.column("id"), "score": pa.array(scores.astype(np.float64)),
+                        "tokens": pa.array(betr.count_tokens(texts))})
+        buffer = pa.BufferOutputStream()
+        pq.write_table(raw, buffer)
+        atomic_write_bytes(store.job_file(job.tenant_id, job.pk, f"betr-raw-{index:05d}.parquet"),
+                           buffer.getvalue().to_pybytes())
+        return {"shard": index, "documents": len(texts)}
+    raws = [pq.read_table(store.job_file(job.tenant_id, job.pk, f"betr-raw-{i:05d}.parquet"))
+            for i in range(corpus.shard_count)]
+    score = np.concatenate([t.column("score").to_numpy() for t in raws])
+    tokens = np.concatenate([t.column("tokens").to_numpy() for t in raws])
+    ids = [i for t in raws for i in t.column("id").to_pylist()]
+    fraction = p.get("keep_fraction") or (None if p.get("flops") else 0.1)
+    chosen = betr.select_tokens(score, tokens, fraction=fraction, flops=p.get("flops"))
+    reason = np.where(chosen.kept, "kept", "below_threshold")
+    _write_shard_scores(job, corpus, "betr", ids, score, chosen.kept, reason, tokens=tokens)
+    train = JobUnit.objects.for_tenant(job.tenant_id).get(job=job, stage=train_stage, index=0).output
+    return {"score_metrics": ["betr"], "lower_is_better": False, **_summary(corpus, score, chosen.kept,
+            list(reason), {"train": train, "token_fraction": chosen.fraction, "threshold": chosen.threshold,
+                           "kept_tokens": chosen.kept_tokens, "total_tokens": chosen.total_tokens})}
 
 
 class IndexKind(JobKind):
@@ -300,13 +307,17 @@ class IndexKind(JobKind):
 
     def run_unit(self, *, job, stage, index):
         corpus = dataset_of(job.tenant_id, job.params["corpus"])
-        embedder = job_embedder(job)
         if stage == "embedding":
-            return run_embedding_unit([corpus], index, embedder)
-        store = artifact_store()
-        key = embedder_key(embedder)
-        directory = store.path(job.tenant_id, "datasets", corpus.pk, "store", key)
-        built = build_store([store.embedding_path(job.tenant_id, corpus.pk, key, i)
-                             for i in range(corpus.shard_count)], directory, kind=job.params["index"],
-                            seed=job.params["seed"], recall_target=job.params["target_recall"], embedder_key=key)
-        return {"store": asdict(built.meta)}
+            return run_embedding_unit([corpus], index, job_embedder(job))
+        return build_corpus_store(job, corpus, job.params)
+
+
+def build_corpus_store(job: Job, corpus: Dataset, p: dict) -> dict:
+    """The corpus's FAISS store under ``datasets/<corpus>/store/<embedder key>/``; ``curate`` reuses it."""
+    store = artifact_store()
+    key = embedder_key(job_embedder(job))
+    directory = store.path(job.tenant_id, "datasets", corpus.pk, "store", key)
+    built = build_store([store.embedding_path(job.tenant_id, corpus.pk, key, i) for i in range(corpus.shard_count)],
+                        directory, kind=p.get("index", "auto"), seed=p["seed"],
+                        recall_target=p.get("target_recall", 0.95), embedder_key=key)
+    return {"store": asdict(built.meta)}
