@@ -7,8 +7,9 @@ more often than it has documents) and a smoothed bigram model
 cross-entropy of the target benchmark texts (nats per token, lower is better).
 
 The design: every pool alone (up to ``max_vertices`` of them, seeded), the uniform
-mixture and ``n_random`` Dirichlet(0.5) mixtures, each at three sizes around the median
-pool size (a quarter of it, once, and four times: the last repeats most pools).
+mixture and ``n_random`` Dirichlet(0.5) mixtures, each at three sizes: 0.1, 0.4 and 1.6
+times the unique documents of all pools (capped at ``max_size``), so single pools are
+seen many times over and the repetition half-life can be fitted.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, ma
     vertices = rng.permutation(k)[:max_vertices] if k > max_vertices else np.arange(k)
     mixtures = [np.eye(k)[i] for i in sorted(vertices)] + [np.full(k, 1.0 / k)]
     mixtures += list(rng.dirichlet(np.full(k, 0.5), size=n_random)) if k > 1 else []
-    median = float(np.median(unique))
-    sizes = sorted({int(min(max_size, max(20, round(f * median)))) for f in (0.25, 1.0, 4.0)})
+    total = float(np.sum(unique))
+    sizes = sorted({int(min(max_size, max(20, round(f * total)))) for f in (0.1, 0.4, 1.6)})
     return [({name: float(w) for name, w in zip(pools, mixture) if w > 0}, float(size))
             for size in sizes for mixture in mixtures]
 
