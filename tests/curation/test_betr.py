@@ -159,8 +159,8 @@ def ag_news():
 
 
 @pytest.mark.parametrize("benchmark, category, sample_floor, classifier_floor", [
-    ("sciq_test", "Sci/Tech", 0.40, 0.40),  # measured 0.442 and 0.462 (0.455 on unseen documents)
-    ("bbh_sports_understanding", "Sports", 0.65, 0.70),  # measured 0.721 and 0.749 (0.768)
+    ("sciq_test", "Sci/Tech", 0.40, 0.40),  # measured 0.442 and 0.464 (0.458 on unseen documents)
+    ("bbh_sports_understanding", "Sports", 0.65, 0.70),  # measured 0.721 and 0.753 (0.774)
 ])
 def test_betr_on_ag_news_selects_the_benchmark_topic(ag_news, benchmark, category, sample_floor, classifier_floor):
     """AG News is 25% of each category. Targets: the benchmark's ``text`` (question, choices
