@@ -402,12 +402,17 @@ def _law(model: PerformanceModel):
         return None
 
 
+def _weights(observation: dict) -> dict:
+    """An observation's mixture: ``weights`` as fit jobs store it, ``mixture`` as pilot runs do."""
+    return observation.get("weights") or observation.get("mixture") or {}
+
+
 def observations_chart(title: str, observations: list[dict], *, metric: str, law=None,
                        connect_observed: bool = False) -> charts.Chart:
     """Observed (size, value) points per mixture, and the fitted curve of each mixture over size."""
     groups: dict[str, list[dict]] = {}
     for item in observations:
-        groups.setdefault(selectors.mixture_key(item.get("mixture") or {}), []).append(item)
+        groups.setdefault(selectors.mixture_key(_weights(item)), []).append(item)
     series = []
     for i, (label, items) in enumerate(sorted(groups.items())[:8]):
         color = charts.PALETTE[i % len(charts.PALETTE)]
@@ -420,7 +425,7 @@ def observations_chart(title: str, observations: list[dict], *, metric: str, law
             low, high = min(sizes) / 2, max(sizes) * 2
             grid = [low * (high / low) ** (k / 24) for k in range(25)]
             try:
-                curve = [(n, law.predict(items[0]["mixture"], n).value) for n in grid]
+                curve = [(n, law.predict(_weights(items[0]), n).value) for n in grid]
             except Exception:  # noqa: BLE001 - fall back to the stored fitted values
                 curve = []
         if not curve:
@@ -454,10 +459,9 @@ class ModelDetailView(ConsoleView):
         observations = model.observations or []
         chart = observations_chart(f"Observations and fitted {model.metric}", observations, metric=model.metric,
                                    law=_law(model))
-        parameters = [(name, value, model.provenance.get(name, "")) for name, value in model.parameters.items()
-                      if not isinstance(value, (dict, list))]
+        parameters = [(name, value, model.provenance.get(name, "")) for name, value in model.parameters.items()]
         return self.page({"model": model, "chart": chart, "parameters": parameters,
-                          "observation_rows": [{**o, "mixture_label": selectors.mixture_key(o.get("mixture") or {})}
+                          "observation_rows": [{**o, "mixture_label": selectors.mixture_key(_weights(o))}
                                                for o in observations],
                           "mixtures": model.mixtures.all().order_by("-created_at")[:20]})
 

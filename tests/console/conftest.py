@@ -3,8 +3,6 @@ demo data (the demo's corpus and benchmark, a job, scores, a fitted model with p
 runs, a mixture with its frontier, a schedule), shared by the page and browser tests."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -17,6 +15,7 @@ from api.schedules.services import schedule_create
 from api.tenancy.models import Membership
 from curation.demo_data import demo_benchmark, demo_corpus
 from curation.ingest import FieldMapping, read_shard
+from curation.mixture import MixtureLaw, Pool
 from curation.scores import write_scores
 from tests.api.helpers import jsonl
 
@@ -32,12 +31,6 @@ def make_user(db, django_user_model):
         return user
 
     return make
-
-
-def _law(size: float, weights: dict[str, float], quality: dict[str, float]) -> float:
-    """A made-up but well-behaved scaling curve: accuracy rises with size and pool quality."""
-    effective = size * sum(w * quality.get(p, 0.5) for p, w in weights.items())
-    return 0.82 - 0.6 * (max(effective, 1.0) / 1e3) ** -0.28
 
 
 def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict:
@@ -65,45 +58,38 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict
                      reason=["kept" if k else "pruned_easy" for k in kept])
     objects = {"corpus": corpus, "benchmark": benchmark, "prune_job": prune}
 
+    # Pilot runs, a performance model and a mixture as the fit and mixture jobs store them,
+    # computed with the service's own model (curation.mixture) from made-up parameters.
     sources = sorted(corpus.source_counts)
-    quality = {s: 0.4 + 0.6 * (i + 1) / len(sources) for i, s in enumerate(sources)}
+    features = {s: (0.2 + 0.1 * i, 0.3 + 0.1 * i) for i, s in enumerate(sources)}  # (ot, quality)
+    provenance = {"c": "pilot_runs", "A": "pilot_runs", "beta": "pilot_runs", "gamma": "proxy", "eta": "proxy",
+                  "tau": "defaults"}
+    law = MixtureLaw(pools=tuple(Pool(name=s, unique=corpus.source_counts[s], ot=features[s][0],
+                                      quality=features[s][1]) for s in sources),
+                     c=0.8, A=0.05, beta=0.25, gamma=0.8, eta=0.6, tau=6.0, higher_is_better=True, rmse=0.0041,
+                     observed_sizes=(50.0, 800.0), observed_repetitions=3.0, provenance=provenance)
     mixtures = [{s: 1.0 / len(sources) for s in sources}, {sources[-1]: 0.7, sources[-2]: 0.3},
                 {sources[0]: 0.5, sources[-1]: 0.5}]
     runs = [PilotRun(tenant=tenant, corpus=corpus, mixture=m, size=size, metric="accuracy",
-                     value=_law(size, m, quality) + float(rng.normal(0, 0.004)), origin="proxy")
-            for m in mixtures for size in (2e3, 8e3, 3.2e4)]
+                     value=law.predict(m, size).value + float(rng.normal(0, 0.004)), origin="user")
+            for m in mixtures for size in (50.0, 200.0, 800.0)]
     PilotRun.objects.for_tenant(tenant).bulk_create(runs)
     model = PerformanceModel.objects.for_tenant(tenant).create(
         tenant=tenant, corpus=corpus, benchmarks=[str(benchmark.pk)], metric="accuracy", kind="effective_data",
-        parameters={"c": 0.82, "A": 0.6, "beta": 0.28, "gamma": 0.5, "eta": 0.3, "tau": 6.0},
-        pools=[{"name": s, "unique": corpus.source_counts[s], "ot": round(1 - quality[s], 3), "quality": quality[s]}
-               for s in sources],
-        fit_error=0.0041, provenance={"c": "proxy", "A": "proxy", "beta": "proxy", "gamma": "proxy",
-                                      "eta": "proxy", "tau": "defaults"},
-        observations=[{"mixture": r.mixture, "size": r.size, "value": r.value,
-                       "fitted": _law(r.size, r.mixture, quality), "origin": r.origin} for r in runs])
+        parameters=law.parameters(), pools=law.pool_rows(), fit_error=law.rmse, provenance=provenance,
+        observations=[{"weights": r.mixture, "size": r.size, "value": r.value, "origin": "pilot_runs",
+                       "fitted": law.predict(r.mixture, r.size).value} for r in runs])
     budget = 1500.0
-    weights = {sources[-1]: 0.42, sources[-2]: 0.31, sources[-3]: 0.17, sources[0]: 0.10}
-    pools = []
-    for s in sources:
-        w = weights.get(s, 0.0)
-        available = corpus.source_counts[s]
-        shown = w * budget
-        pools.append({"pool": s, "weight": w, "unique_documents": int(min(shown, available)),
-                      "available_documents": available, "repetitions": round(shown / available, 3)})
-    frontier = []
-    for k in range(9):
-        b = 200.0 * 2 ** k
-        value = _law(b, weights, quality)
-        width = 0.01 * (1 + abs(math.log2(b / budget)) / 2)
-        frontier.append({"budget": b, "value": value, "low": value - width, "high": value + width,
-                         "weights": weights})
-    value = _law(budget, weights, quality)
+    allocation = law.optimize(budget)
+    weights = {n: float(w) for n, w in zip(allocation.pools, allocation.weights) if w > 0}
+    prediction = law.predict(weights, budget)
+    rows = [row for row in allocation.as_rows(law.unique.astype(int)) if row["weight"] > 0]
     objects["mixture"] = Mixture.objects.for_tenant(tenant).create(
         tenant=tenant, corpus=corpus, performance_model=model, budget=budget, budget_unit="samples",
-        weights=weights, pools=pools, frontier=frontier, document_count=sum(p["unique_documents"] for p in pools),
-        predicted={"metric": "accuracy", "value": value, "low": value - 0.012, "high": value + 0.012,
-                   "provenance": model.provenance})
+        weights=weights, pools=rows, frontier=law.frontier(np.geomspace(budget / 30, budget * 30, 13)),
+        document_count=sum(row["unique_documents"] for row in rows),
+        predicted={"metric": "accuracy", "higher_is_better": True, "value": prediction.value, "low": prediction.low,
+                   "high": prediction.high, "extrapolated": prediction.extrapolated, "provenance": provenance})
     objects["performance_model"] = model
     objects["schedule"] = schedule_create(tenant=tenant, name="nightly re-embed", cron="0 3 * * *", job_kind="embed",
                                           job_params={"corpus": str(corpus.pk), "embedder": "hashing"})

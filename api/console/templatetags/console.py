@@ -30,6 +30,18 @@ def num(value, digits: int = 3) -> str:
 
 
 @register.filter
+def param(value) -> str:
+    """A fitted parameter: numbers compact, booleans and ranges as text."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "–"}[value]
+    if isinstance(value, (int, float)):
+        return charts.number(float(value), 5)
+    if isinstance(value, (list, tuple)):
+        return " – ".join(param(v) for v in value)
+    return str(value)
+
+
+@register.filter
 def percent(value, digits: int = 1) -> str:
     try:
         return f"{float(value) * 100:.{int(digits)}f}%"
