@@ -8,7 +8,9 @@ source ``"(none)"``.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
 
 DECILES = 10
 NO_SOURCE = "(none)"
@@ -50,3 +52,22 @@ def validate_mixture(mixture: Mapping[str, object], pools: set[str], *, toleranc
     if abs(total - 1.0) > tolerance:
         raise ValueError(f"weights must sum to 1 (the simplex); they sum to {total:.8g}")
     return weights
+
+
+def assign_pools(sources: Sequence[str | None], *, kept: np.ndarray | None = None,
+                 quality: np.ndarray | None = None) -> np.ndarray:
+    """Each document's pool (n,) object array: its source, or ``source/q<decile>`` when ``quality``
+    (n,), higher is better, is given (q0 the best tenth of the source's kept documents);
+    ``None`` where ``kept`` (n,) is False."""
+    names = np.array([source_name(s) for s in sources], dtype=object)
+    pools = names.copy()
+    keep = np.ones(len(names), dtype=bool) if kept is None else np.asarray(kept, dtype=bool)
+    if quality is not None:
+        for source in np.unique(names):
+            members = np.flatnonzero((names == source) & keep)
+            rank = np.empty(len(members), dtype=np.int64)
+            rank[np.argsort(-np.asarray(quality)[members], kind="stable")] = np.arange(len(members))
+            for position, decile in zip(members, rank * DECILES // max(len(members), 1)):
+                pools[position] = decile_pool(source, int(decile))
+    pools[~keep] = None
+    return pools

@@ -31,7 +31,7 @@ from curation.manifest import select_documents, write_manifest
 from curation.mixture import Observation, Pool, budget_in_samples, fit_mixture_law
 from curation.ot import distance_table
 from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
-from curation.pools import DECILES, decile_pool, source_name
+from curation.pools import assign_pools
 
 
 class FitParams(serializers.Serializer):
@@ -126,23 +126,6 @@ def read_scores(tenant_id, corpus: Dataset, job_id: str, metric: str, column: st
                            .column(column).to_numpy(zero_copy_only=False) for i in range(corpus.shard_count)])
 
 
-def document_pools(sources: list, kept: np.ndarray | None, quality: np.ndarray | None,
-                   quality_pools: bool) -> np.ndarray:
-    """Each document's pool name (``None`` when dropped): its source, or source/q<decile> (q0 the best)."""
-    names = np.array([source_name(s) for s in sources], dtype=object)
-    pools = names.copy()
-    if quality_pools and quality is not None:
-        for source in np.unique(names):
-            members = np.flatnonzero((names == source) & (kept if kept is not None else True))
-            rank = np.empty(len(members), dtype=np.int64)
-            rank[np.argsort(-quality[members], kind="stable")] = np.arange(len(members))
-            for position, decile in zip(members, rank * DECILES // max(len(members), 1)):
-                pools[position] = decile_pool(source, int(decile))
-    if kept is not None:
-        pools[~kept] = None
-    return pools
-
-
 def pool_inputs(job: Job, corpus: Dataset, sources: dict) -> dict:
     """Each document's pool and quality (higher is better; ``None`` without quality pools).
 
@@ -157,7 +140,7 @@ def pool_inputs(job: Job, corpus: Dataset, sources: dict) -> dict:
         identifier, metric, lower_is_better = sources["quality"]
         quality = read_scores(job.tenant_id, corpus, job_id(identifier), metric, "score").astype(np.float64)
         quality = np.nan_to_num(-quality if lower_is_better else quality, nan=-np.inf)
-    pools = document_pools(dataset_column(corpus, "source"), kept, quality, quality is not None)
+    pools = assign_pools(dataset_column(corpus, "source"), kept=kept, quality=quality)
     return {"corpus": corpus, "pools": pools, "quality": quality}
 
 

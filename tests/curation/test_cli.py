@@ -1,0 +1,38 @@
+"""``python -m curation curate`` on local files: outputs, and a clear error for bad input."""
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from curation.cli import main
+from curation.demo_data import demo_benchmark, demo_corpus, write_jsonl
+
+
+def test_curate_writes_the_mixture_and_the_manifest(tmp_path, capsys):
+    corpus = write_jsonl(demo_corpus(300), tmp_path / "corpus.jsonl")
+    bench = write_jsonl(demo_benchmark(30), tmp_path / "bench.jsonl")
+    out = tmp_path / "out"
+    assert main(["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--budget", "150",
+                 "--embedder", "hashing", "--eps", "0.05", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Predicted proxy_cross_entropy" in printed and "parameters from: proxy" in printed
+    mixture = json.loads((out / "mixture.json").read_text())
+    assert abs(sum(mixture["weights"].values()) - 1) < 1e-9
+    by_source = {}
+    for pool, weight in mixture["weights"].items():
+        by_source[pool.split("/")[0]] = by_source.get(pool.split("/")[0], 0) + weight
+    assert max(by_source, key=by_source.get) == "science"
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert len(manifest) == mixture["documents"] and sum(r["repeats"] for r in manifest) >= 150 - len(by_source)
+    assert {r["pool"] for r in manifest} == set(mixture["weights"])
+
+
+def test_bad_input_names_the_file_and_line(tmp_path, capsys):
+    corpus = tmp_path / "broken.jsonl"
+    corpus.write_text('{"text": "fine"}\n{"text": 5}\n')
+    bench = write_jsonl(demo_benchmark(5), tmp_path / "bench.jsonl")
+    code = main(["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--budget", "10",
+                 "--embedder", "hashing", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 2 and "broken.jsonl" in error and "line 2" in error and "text" in error, error
