@@ -6,7 +6,7 @@ from api.tenancy.models import Tenant
 
 
 def performance_model_get(*, tenant: Tenant, model_id) -> PerformanceModel | None:
-    return PerformanceModel.objects.for_tenant(tenant).filter(pk=model_id).first()
+    return PerformanceModel.objects.for_tenant(tenant).select_related("corpus").filter(pk=model_id).first()
 
 
 def mixture_get(*, tenant: Tenant, mixture_id) -> Mixture | None:
