@@ -33,6 +33,7 @@ scoring runs at fastText's own predict speed (``bench/bench_betr.py``, ``docs/BE
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import tempfile
@@ -242,16 +243,27 @@ class BetrClassifier:
 
     def score(self, texts: Sequence[str], *, batch_size: int = 8192) -> np.ndarray:
         """``P(positive)`` (n,) float32 of each text; newlines become spaces (fastText
-        predicts one line per text). Call once per shard: memory is one batch's."""
+        predicts one line per text). Call once per shard: memory is one batch's.
+
+        Python's cyclic garbage collector is paused meanwhile: fastText returns a list and
+        a numpy array per text, none of them in a cycle (reference counting frees them),
+        and the collections they trigger cost ~10% of the time (measured at 1M texts).
+        """
         out = np.empty(len(texts), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            # What model.predict(batch, k=1) does after its own per-text newline check and copy,
-            # which the replace already covers (the trailing newline is fastText's end of line).
-            batch = [text.replace("\n", " ") + "\n" for text in texts[start:start + batch_size]]
-            labels, probabilities = self.model.f.multilinePredict(batch, 1, 0.0, "replace")
-            p = np.fromiter((row[0] for row in probabilities), dtype=np.float32, count=len(batch))
-            positive = np.fromiter((row[0] == POSITIVE for row in labels), dtype=bool, count=len(batch))
-            out[start:start + len(batch)] = np.where(positive, p, 1.0 - p)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for start in range(0, len(texts), batch_size):
+                # What model.predict(batch, k=1) does after its own per-text newline check and
+                # copy, which the replace covers (the trailing newline is fastText's end of line).
+                batch = [text.replace("\n", " ") + "\n" for text in texts[start:start + batch_size]]
+                labels, probabilities = self.model.f.multilinePredict(batch, 1, 0.0, "replace")
+                p = np.fromiter((row[0] for row in probabilities), dtype=np.float32, count=len(batch))
+                positive = np.fromiter((row[0] == POSITIVE for row in labels), dtype=bool, count=len(batch))
+                out[start:start + len(batch)] = np.where(positive, p, 1.0 - p)
+        finally:
+            if collecting:
+                gc.enable()
         return np.clip(out, 0.0, 1.0)
 
     def save(self, path: str | os.PathLike) -> Path:

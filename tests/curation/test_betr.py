@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -121,6 +123,7 @@ def test_classifier_learns_is_deterministic_and_round_trips(tmp_path):
     assert trained.holdout_accuracy >= 0.95 and (trained.n_train, trained.n_holdout) == (320, 80)
     probabilities = trained.classifier.score(texts, batch_size=64)
     assert probabilities.shape == (400,) and probabilities.dtype == np.float32
+    assert gc.isenabled(), "scoring pauses the garbage collector only while it runs"
     assert np.mean((probabilities >= 0.5) == labels) >= 0.95
     predicted, p = trained.classifier.model.predict([t.replace("\n", " ") for t in texts], k=1)
     raw = np.array([q[0] if top[0] == POSITIVE else 1 - q[0] for top, q in zip(predicted, p)], dtype=np.float32)
