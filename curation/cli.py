@@ -76,13 +76,22 @@ def _ingest(path: Path, out_dir: Path, mapping: FieldMapping) -> list[Path]:
 
 def curate_files(args) -> str:
     """Run the pipeline of the module docstring; returns the printed summary."""
-    started = time.perf_counter()
+    started = last = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        timings[step] = round(now - last, 3)
+        last = now
+
     work = args.out / "work"
     shutil.rmtree(work, ignore_errors=True)  # a fresh run: never mix shards of an earlier input
     mapping = FieldMapping(text_field=args.text_field, id_field=args.id_field, source_field=args.source_field)
     corpus_shards = _ingest(args.corpus, work / "corpus", mapping)
     benchmark_shards = [_ingest(path, work / f"benchmark-{i}", FieldMapping(text_field=args.text_field))
                         for i, path in enumerate(args.benchmark)]
+    lap("ingest")
     embedder = get_embedder(args.embedder)
     key = embedder_key(embedder)
 
@@ -98,9 +107,11 @@ def curate_files(args) -> str:
     ids = concat_column(corpus_shards, "id")
     texts = concat_column(corpus_shards, "text")
     sources = concat_column(corpus_shards, "source")
+    lap("embed")
 
     print("SemDeDup ...", file=sys.stderr)
     dedup = semdedup(vectors, eps=args.eps, seed=args.seed)
+    lap("semdedup")
     quality = None
     if not args.no_quality_pools:
         print("BETR: ranking, training the classifier, scoring ...", file=sys.stderr)
@@ -109,12 +120,14 @@ def curate_files(args) -> str:
         trained = betr.train_classifier([texts[i] for i in labelled.indices], labelled.labels, seed=args.seed)
         quality = np.concatenate([trained.classifier.score(read_shard(s, ["text"]).column("text").to_pylist())
                                   for s in tqdm(corpus_shards, desc="BETR score", unit="shard")]).astype(np.float64)
+    lap("betr")
     pools = assign_pools(sources, kept=dedup.kept, quality=quality)
     names = sorted({p for p in pools if p is not None})
 
     print(f"OT distances of {len(names)} pools to the benchmarks ...", file=sys.stderr)
     table = distance_table({name: vectors[pools == name] for name in names}, targets, seed=args.seed,
                            metric="cosine", reg=0.05, sample_size=300, n_resamples=5)
+    lap("ot")
     target_texts = [t for shards in benchmark_shards for t in concat_column(shards, "text")]
     rng = np.random.default_rng(args.seed)
     target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
@@ -126,10 +139,12 @@ def curate_files(args) -> str:
 
         observations = proxy_observations({name: list(text_array[pools == name]) for name in names}, target_texts,
                                           seed=args.seed, progress=progress)
+    lap("pilots")
     law = fit_mixture_law([Pool(name, int((pools == name).sum()), ot=float(table.value[i].mean()),
                                 quality=float(quality[pools == name].mean()) if quality is not None else np.nan)
                            for i, name in enumerate(names)], observations, higher_is_better=False)
 
+    lap("fit")
     tokens_per_sample = sum(len(t.split()) for t in texts) / max(len(texts), 1)
     budget = budget_in_samples(args.budget, args.budget_unit, tokens_per_sample=tokens_per_sample,
                                parameters=args.model_parameters)
@@ -147,6 +162,8 @@ def curate_files(args) -> str:
                "performance_model": {"parameters": law.parameters(), "pools": law.pool_rows(),
                                      "fit_error": law.rmse},
                "deduplicated": int((~dedup.kept).sum()), "documents": documents}
+    lap("mixture")
+    mixture["timings"] = timings
     (args.out / "mixture.json").write_text(json.dumps(mixture, indent=1))
 
     lines = [f"Mixture at {args.budget:g} {args.budget_unit} ({budget:,.0f} samples); "
@@ -157,6 +174,7 @@ def curate_files(args) -> str:
     lines.append(f"Predicted {PROXY_METRIC} (lower is better): {prediction.value:.3f} "
                  f"[{prediction.low:.3f}, {prediction.high:.3f}]; parameters from: "
                  f"{', '.join(sorted(set(law.provenance.values())))}")
+    lines.append("Seconds per step: " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in timings.items()))
     lines.append(f"Wrote {args.out / 'mixture.json'} and {args.out / 'manifest.parquet'} ({documents} documents) "
                  f"in {time.perf_counter() - started:.1f} s")
     return "\n".join(lines)
