@@ -110,3 +110,18 @@ def test_mixture_from_an_existing_model_and_param_errors(client_a, client_b, fit
     flops = client_a.post("/api/v1/jobs/", {"kind": "mixture", "params": {
         "performance_model": result["performance_model"], "budget": 1e15, "budget_unit": "flops"}}, format="json")
     assert flops.status_code == 400 and "model_parameters" in json.dumps(error_of(flops)["detail"])
+
+
+def test_ot_distances_are_cached_per_corpus_pools_and_benchmarks(client_a, fitted, dispatched):
+    corpus, result = fitted
+    model = client_a.get(f"/api/v1/performance-models/{result['performance_model']}/").json()
+    response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {
+        "corpus": corpus["id"], "benchmarks": model["benchmarks"], "embedder": "hashing", "ot_sample_size": 60}},
+        format="json")
+    job = run_inline(response.json()["id"])
+    assert job.status == "succeeded", job.error
+    from api.jobs.models import JobUnit
+
+    ot = JobUnit.unscoped_objects.get(job=job, stage="ot").output
+    assert ot["cached"] is True
+    assert job.result["pools"].keys() == {p["name"] for p in model["pools"]}

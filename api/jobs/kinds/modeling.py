@@ -10,6 +10,8 @@ budget and writes the manifest of document ids. Both steps are reused by ``curat
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import uuid
 
@@ -26,12 +28,13 @@ from api.jobs.kinds.embed import embedder_spec, job_embedder
 from api.jobs.models import Job, JobUnit
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.modeling.services import performance_model_law
-from curation.embedders import DEFAULT_EMBEDDER
+from curation.embedders import DEFAULT_EMBEDDER, embedder_key
 from curation.manifest import select_documents, write_manifest
 from curation.mixture import Observation, Pool, budget_in_samples, fit_mixture_law
 from curation.ot import distance_table
 from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
 from curation.pools import assign_pools
+from curation.storage import atomic_write_bytes
 
 
 class FitParams(serializers.Serializer):
@@ -144,6 +147,34 @@ def pool_inputs(job: Job, corpus: Dataset, sources: dict) -> dict:
     return {"corpus": corpus, "pools": pools, "quality": quality}
 
 
+def pool_distances(job: Job, corpus: Dataset, benchmarks: list[Dataset], pools: np.ndarray, names: list[str],
+                   params: dict) -> dict:
+    """OT distance of every pool to every benchmark, cached per (corpus, pools, benchmarks, embedder, options).
+
+    Corpora and benchmarks are immutable, so a cached table stays valid; the key hashes the
+    pool of every document, so other pools (another prune or BETR run) get their own entry.
+    """
+    embedder = job_embedder(job)
+    key = hashlib.sha256(json.dumps({
+        "pools": hashlib.sha256("\x1f".join(map(str, pools)).encode()).hexdigest(),
+        "benchmarks": [str(b.pk) for b in benchmarks], "embedder": embedder_key(embedder),
+        "sample_size": params["ot_sample_size"], "seed": params["seed"], "reg": 0.05, "metric": "cosine",
+        "n_resamples": 5}, sort_keys=True).encode()).hexdigest()[:24]
+    store = artifact_store()
+    cache = store.path(job.tenant_id, "datasets", corpus.pk, "ot-cache", f"{key}.json")
+    if cache.is_file():
+        return json.loads(cache.read_text()) | {"cached": True}
+    vectors = dataset_embeddings(corpus, embedder)
+    targets = {str(b.pk): dataset_embeddings(b, embedder) for b in benchmarks}
+    table = distance_table({name: vectors[pools == name] for name in names}, targets, seed=params["seed"],
+                           metric="cosine", reg=0.05, sample_size=params["ot_sample_size"], n_resamples=5)
+    result = {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
+              "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}
+                            for i, name in enumerate(table.sources)}}
+    atomic_write_bytes(cache, json.dumps(result).encode())
+    return result | {"cached": False}
+
+
 def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
     datasets = fit_datasets(job.tenant_id, params)
     corpus, benchmarks = datasets[0], datasets[1:]
@@ -153,14 +184,7 @@ def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
     pools = inputs["pools"]
     names = sorted({p for p in pools if p is not None})
     if stage == "ot":
-        embedder = job_embedder(job)
-        vectors = dataset_embeddings(corpus, embedder)
-        targets = {str(b.pk): dataset_embeddings(b, embedder) for b in benchmarks}
-        table = distance_table({name: vectors[pools == name] for name in names}, targets, seed=params["seed"],
-                               metric="cosine", reg=0.05, sample_size=params["ot_sample_size"], n_resamples=5)
-        return {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
-                "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}
-                              for i, name in enumerate(table.sources)}}
+        return pool_distances(job, corpus, benchmarks, pools, names, params)
     if stage == "pilots":
         if params.get("metric"):
             runs = PilotRun.objects.for_tenant(job.tenant_id).filter(corpus=corpus, metric=params["metric"])
