@@ -183,9 +183,9 @@ def run_child(*args: str) -> dict:
 # --------------------------------------------------------------------------- main
 
 def machine() -> str:
-    import faiss
-    import fasttext  # noqa: F401
     from importlib.metadata import version
+
+    import faiss
 
     cpu = platform.processor() or "?"
     try:
@@ -265,20 +265,21 @@ def main(argv: list[str] | None = None) -> int:
             m = info[name]
             ratio = (f"{info['raw']['seconds'] / info['ours']['seconds']:.2f} / {info['paired']:.2f}"
                      if name == "ours" else "1.00 / 1.00")
-            print(f"| {label} | {size:,} | {info['words'] / size:.1f} | {m['seconds']:.2f} | {size / m['seconds']:,.0f} "
-                  f"| {size / m['cpu_seconds']:,.0f} | {m['peak_rss_mb']:.0f} | {ratio} |")
+            print(f"| {label} | {size:,} | {info['words'] / size:.1f} | {m['seconds']:.2f} "
+                  f"| {size / m['seconds']:,.0f} | {size / m['cpu_seconds']:,.0f} | {m['peak_rss_mb']:.0f} | {ratio} |")
     before = ", ".join(f"{size:,}: {info['rss_before_mb']:.0f} MB" for size, info in scoring)
     print("\nRatio = our docs/s / raw docs/s: of the best wall times, and the median over rounds of the ratio of "
-          "CPU times measured back to back (the figure least affected by other load). Peak RSS includes the loaded model and the documents "
-          f"(RSS before the first measured call: {before}).")
+          "CPU times measured back to back (the figure least affected by other load). Peak RSS includes the "
+          f"loaded model and the documents (RSS before the first measured call: {before}).")
 
     print(f"\n### Rank scores, {args.targets:,} targets, d = {DIM}, FAISS threads = {args.threads}\n")
     print("| path | documents | k | scored | time (s) | docs/s | peak RSS (MB) | ratio ours/all-pairs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for size, info in ranking:
         ours, base = info["ours"], info["baseline"]
-        print(f"| ours: `rank_scores` (adaptive k) | {size:,} | {info['k']} | {info['scored']:,} | {ours['seconds']:.2f} "
-              f"| {size / ours['seconds']:,.0f} | {ours['peak_rss_mb']:.0f} | {base['seconds'] / ours['seconds']:.1f} |")
+        print(f"| ours: `rank_scores` (adaptive k) | {size:,} | {info['k']} | {info['scored']:,} "
+              f"| {ours['seconds']:.2f} | {size / ours['seconds']:,.0f} | {ours['peak_rss_mb']:.0f} "
+              f"| {base['seconds'] / ours['seconds']:.1f} |")
         print(f"| all-pairs ranks (numpy argsort) | {size:,} | {size} | {size:,} | {base['seconds']:.2f} "
               f"| {size / base['seconds']:,.0f} | {base['peak_rss_mb']:.0f} | 1.0 |")
     for size, info in ranking:

@@ -29,7 +29,7 @@ Four steps, each usable on its own (DESIGN.md 3.3):
 
 The classifier's defaults were chosen on the real-data test (``tests/curation/test_betr.py``:
 AG News, a 3,800-document sample, SciQ and BBH sports targets), see :func:`train_classifier`;
-scoring runs at fastText's own predict speed (``bench/bench_betr.py``, ``docs/BENCHMARKS.md``).
+scoring runs at 1.2x raw fastText predict (``bench/bench_betr.py``, ``docs/BENCHMARKS.md``).
 """
 from __future__ import annotations
 
@@ -121,8 +121,8 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
         least ``ceil(exact_fraction * n)`` documents fall in some example's top-``k``. The
         scores of those documents, and so the top ``exact_fraction`` of the ranking, are
         then the same as with all-pairs ranks (:meth:`RankScores.top`) up to the order of
-        cosines equal in float32 (about 2 of the top 10,000 of 100k documents differ by one
-        rank from a numpy ranking); the remaining documents score 0.
+        cosines equal in float32 (1 or 2 of the top 10,000 of 100k documents were measured one
+        rank off a numpy ranking); the remaining documents score 0.
     exact_fraction : the share of the sample that must be exactly ranked when ``k=None``;
         the labelling step uses the top 10%.
     equal_per_benchmark : give every benchmark the same number of examples, that of the
@@ -139,7 +139,6 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
     >>> rank_scores(docs, targets, k=2).scores.tolist()
     [1.0, 0.5, 0.5, 1.0]
     """
-    docs = doc_embeddings
     benchmarks = {"target": target_embeddings} if isinstance(target_embeddings, np.ndarray) else dict(target_embeddings)
     if not benchmarks or any(len(v) == 0 for v in benchmarks.values()):
         raise ValueError("target_embeddings must hold at least one example per benchmark")
@@ -147,7 +146,7 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
         raise ValueError(f"exact_fraction must be in (0, 1]; got {exact_fraction}")
     if k is not None and k < 1:
         raise ValueError(f"k must be a positive integer or None; got {k}")
-    n, d = docs.shape
+    n, d = doc_embeddings.shape
     rng = np.random.default_rng(seed)
     smallest = min(len(v) for v in benchmarks.values())
     rows = [np.sort(rng.choice(len(v), size=smallest, replace=False)) if equal_per_benchmark else np.arange(len(v))
@@ -161,7 +160,7 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
     needed = math.ceil(exact_fraction * n)
     current = min(n, k if k is not None else max(16, math.ceil(2 * needed / m)))
     while True:
-        best_rank, best_target, similarity = _best_ranks(docs, targets, current, max_results)
+        best_rank, best_target, similarity = _best_ranks(doc_embeddings, targets, current, max_results)
         if k is not None or current == n or np.count_nonzero(best_rank) >= needed:
             break
         current = min(n, 2 * current)
