@@ -183,7 +183,8 @@ def run_prune(job: Job, corpus: Dataset, p: dict) -> dict:
             score, kept = result.max_similarity, result.kept
             reason = np.where(kept, "kept", "duplicate")
             extra_columns = {"cluster": result.labels, "duplicate_of": result.duplicate_of}
-            extra["eps_curve"] = result.kept_fraction_curve([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+            curve = result.kept_fraction_curve([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+            extra["eps_curve"] = [{"eps": eps, "kept_fraction": kept} for eps, kept in curve.items()]
             extra["duplicate_groups"] = len(result.groups())
         else:
             policy = keep_policy(unique_documents=len(ids), budget_documents=p.get("budget_documents") or len(ids),
