@@ -23,6 +23,7 @@ from rest_framework import serializers
 from api.core.artifacts import artifact_store
 from api.core.errors import ApplicationError
 from api.datasets.models import Dataset, PredictionSet
+from api.datasets.selectors import dataset_shards
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
 from api.jobs.kinds.common import dataset_column, dataset_embeddings, embedding_stage, run_embedding_unit
 from api.jobs.kinds.embed import embedder_spec, job_embedder
@@ -102,16 +103,12 @@ def _corpus(tenant, data) -> Dataset:
 def _write_shard_scores(job: Job, corpus: Dataset, metric: str, ids: list, score, kept, reason, **extra) -> None:
     store = artifact_store()
     start = 0
-    for shard in range(corpus.shard_count):
-        end = start + _shard_documents(corpus, shard)
-        write_scores(store.scores_path(job.tenant_id, job.pk, metric, shard), ids=ids[start:end],
+    for shard in dataset_shards(dataset=corpus):
+        end = start + shard.documents
+        write_scores(store.scores_path(job.tenant_id, job.pk, metric, shard.index), ids=ids[start:end],
                      score=score[start:end], kept=kept[start:end], reason=list(reason[start:end]),
                      **{name: values[start:end] for name, values in extra.items()})
         start = end
-
-
-def _shard_documents(corpus: Dataset, index: int) -> int:
-    return corpus.shards.get(index=index).documents
 
 
 def _summary(corpus: Dataset, score, kept, reason, extra: dict) -> dict:
