@@ -51,14 +51,21 @@ def draw(pool_texts: Mapping[str, Sequence[str]], weights: Mapping[str, float], 
 
 
 def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Sequence[str], *, seed: int = 0,
-                       n_random: int = 4, max_vertices: int = 12, max_size: int = 20_000, buckets: int = 2**18,
+                       unique: Mapping[str, int] | None = None, n_random: int = 4, max_vertices: int = 12,
+                       max_size: int = 20_000, buckets: int = 2**18,
                        progress: Callable[[int, int], None] | None = None) -> list[Observation]:
-    """Proxy observations for the mixtures of :func:`design` over ``pool_texts`` (pool -> its documents)."""
+    """Proxy observations for the mixtures of :func:`design` over ``pool_texts`` (pool -> its documents).
+
+    A pool larger than ``max_size`` may be given as a random subset of at least ``max_size``
+    of its documents, with its true size in ``unique``: no draw takes more than ``max_size``.
+    """
     if not target_texts:
         raise ValueError("the proxy needs target texts")
     names = list(pool_texts)
-    points = design(names, [len(pool_texts[n]) for n in names], n_random=n_random, max_vertices=max_vertices,
-                    max_size=max_size, seed=seed)
+    sizes = [unique[n] if unique else len(pool_texts[n]) for n in names]
+    if any(len(pool_texts[n]) < min(s, max_size) for n, s in zip(names, sizes)):
+        raise ValueError(f"every pool needs its documents, or at least max_size={max_size} of them")
+    points = design(names, sizes, n_random=n_random, max_vertices=max_vertices, max_size=max_size, seed=seed)
     observations = []
     for position, (weights, size) in enumerate(points):
         rng = np.random.default_rng([seed, position])

@@ -73,6 +73,20 @@ def concat_embeddings(paths: list[Path]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def column_at(shard_paths: list[Path], column: str, positions) -> list:
+    """One column's values at global ``positions`` (ascending), reading a shard at a time."""
+    positions = np.asarray(positions, dtype=np.int64)
+    values, start = [], 0
+    for path in shard_paths:
+        shard = read_shard(path, [column]).column(column)
+        end = start + len(shard)
+        inside = positions[(positions >= start) & (positions < end)] - start
+        if len(inside):
+            values.extend(shard.take(inside).to_pylist())
+        start = end
+    return values
+
+
 def concat_column(shard_paths: list[Path], column: str) -> list:
     """One column of every shard, in order (``id``, ``text``, ``source``)."""
     return [value for path in shard_paths for value in read_shard(path, [column]).column(column).to_pylist()]

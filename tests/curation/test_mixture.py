@@ -163,3 +163,14 @@ def test_real_data_mixture_favours_the_target_source_then_spreads(ag_news, bench
     frontier = [row["value"] for row in model.frontier(np.geomspace(100, 1e6, 20))]
     assert np.all(np.diff(frontier) <= 1e-12), "cross-entropy of the best mixture never rises with the budget"
     assert math.isfinite(model.rmse) and model.rmse < 0.5
+
+
+def test_proxy_reads_large_pools_as_subsets_with_their_true_size():
+    texts = {"big": [f"word{i} shared text" for i in range(300)], "small": ["other words here"] * 20}
+    with pytest.raises(ValueError, match="max_size"):
+        proxy_observations({"big": texts["big"][:50], "small": texts["small"]}, ["shared text"],
+                           unique={"big": 300, "small": 20}, max_size=100)
+    observations = proxy_observations({"big": texts["big"][:100], "small": texts["small"]}, ["shared text"],
+                                      unique={"big": 300, "small": 20}, max_size=100)
+    assert max(o.size for o in observations) == 100  # 1.6 x 320 unique, capped
+    assert min(o.size for o in observations) == 32  # 0.1 x the true 320, not the 120 given

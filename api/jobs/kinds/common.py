@@ -42,7 +42,10 @@ def dataset_embeddings(dataset: Dataset, embedder: Embedder) -> np.ndarray:
                               for i in range(dataset.shard_count)])
 
 
-def dataset_column(dataset: Dataset, column: str) -> list:
+def shard_paths(dataset: Dataset) -> list:
     store = artifact_store()
-    return concat_column([store.shard_path(dataset.tenant_id, dataset.pk, i) for i in range(dataset.shard_count)],
-                         column)
+    return [store.shard_path(dataset.tenant_id, dataset.pk, i) for i in range(dataset.shard_count)]
+
+
+def dataset_column(dataset: Dataset, column: str) -> list:
+    return concat_column(shard_paths(dataset), column)

@@ -23,18 +23,28 @@ from api.core.artifacts import artifact_store
 from api.core.errors import ApplicationError
 from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
-from api.jobs.kinds.common import dataset_column, dataset_embeddings, embedding_stage, run_embedding_unit
+from api.jobs.kinds.common import (
+    dataset_column,
+    dataset_embeddings,
+    embedding_stage,
+    run_embedding_unit,
+    shard_paths,
+)
 from api.jobs.kinds.embed import embedder_spec, job_embedder
 from api.jobs.models import Job, JobUnit
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.modeling.services import performance_model_law
 from curation.embedders import DEFAULT_EMBEDDER, embedder_key
 from curation.manifest import select_documents, write_manifest
+from curation.pipeline import column_at
 from curation.mixture import Observation, Pool, budget_in_samples, fit_mixture_law
 from curation.ot import distance_table
 from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
 from curation.pools import assign_pools
 from curation.storage import atomic_write_bytes
+
+
+MAX_PILOT_SIZE = 20_000  # documents in the largest proxy pilot run
 
 
 class FitParams(serializers.Serializer):
@@ -192,12 +202,16 @@ def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
                     "observations": [{"weights": r.mixture, "size": r.size, "value": r.value,
                                       "origin": "pilot_runs" if r.origin == PilotRun.Origin.USER else "proxy"}
                                      for r in runs]}
-        texts = np.array(dataset_column(corpus, "text"), dtype=object)
-        target_texts = [t for b in benchmarks for t in dataset_column(b, "text")]
         rng = np.random.default_rng(params["seed"])
+        # at most MAX_PILOT_SIZE documents of each pool are ever drawn: read only those
+        chosen = {name: np.sort(rng.permutation(np.flatnonzero(pools == name))[:MAX_PILOT_SIZE]) for name in names}
+        positions = np.sort(np.concatenate(list(chosen.values())))
+        texts = dict(zip(positions.tolist(), column_at(shard_paths(corpus), "text", positions)))
+        target_texts = [t for b in benchmarks for t in dataset_column(b, "text")]
         target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
-        observations = proxy_observations({name: list(texts[pools == name]) for name in names}, target_texts,
-                                          seed=params["seed"])
+        observations = proxy_observations({name: [texts[i] for i in chosen[name].tolist()] for name in names},
+                                          target_texts, unique={name: int((pools == name).sum()) for name in names},
+                                          seed=params["seed"], max_size=MAX_PILOT_SIZE)
         return {"metric": PROXY_METRIC, "higher_is_better": False,
                 "observations": [{"weights": dict(o.weights), "size": o.size, "value": o.value, "origin": o.origin}
                                  for o in observations]}
