@@ -2,7 +2,7 @@
 
 The problem: two clouds of n = m points in dimension 384 (20 Gaussian clusters,
 L2-normalised, the target shifted), squared-Euclidean cost, uniform weights,
-``reg = 0.05``, tolerance 1e-9 on the L2 column-marginal error (POT's default rule,
+``reg = 0.05`` (``--reg``), tolerance 1e-9 (``--tol``) on the L2 column-marginal error (POT's default rule,
 checked by both). In the same process and on the same float64 cost matrix:
 
 - ``pot``: ``ot.sinkhorn2(a, b, M, reg, method="sinkhorn_log", stopThr=tol)`` (numpy);
@@ -135,6 +135,7 @@ def online_table(n: int, iters: int) -> None:
 
 
 def main() -> None:
+    global REG, TOL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--tol", type=float, default=TOL, help="marginal-error tolerance of both solvers")
@@ -147,7 +148,6 @@ def main() -> None:
     print(f"# Sinkhorn benchmark\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), POT {ot.__version__}, "
           f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.2f}")
-    global REG, TOL
     REG, TOL = args.reg, args.tol
     dense_table(args.sizes)
     batched_table(args.batch, args.batch_n)
