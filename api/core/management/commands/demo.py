@@ -54,7 +54,7 @@ class Command(BaseCommand):
             return
         self.stdout.write("\nServing until Ctrl-C.")
         stack.serve_until_interrupted()
-        self.stdout.write("Stopped the web server, the worker and Redis.")
+        self.stdout.write("Stopped the web server, the worker, beat and Redis.")
 
     def _run(self, base: str, corpus: Path, benchmark: Path, budget: float) -> None:
         tenant = Tenant.objects.filter(name=DEMO_TENANT).first()
