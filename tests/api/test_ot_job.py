@@ -18,11 +18,11 @@ def _subset(records, per_source):
 
 
 def test_ot_distances_rank_the_matching_source_first(client_a, dispatched):
-    news = _subset(load_jsonl(shared_path("corpora/ag_news_test.jsonl")), 200)
+    news = _subset(load_jsonl(shared_path("corpora/ag_news_test.jsonl")), 120)
     corpus = upload(client_a, "corpora", "news.jsonl", jsonl(news), shard_size=400).json()
     benchmarks = {}
     for name in ("sciq_test", "bbh_sports_understanding"):
-        records = load_jsonl(shared_path(f"benchmarks/{name}.jsonl"))[:150]
+        records = load_jsonl(shared_path(f"benchmarks/{name}.jsonl"))[:100]
         benchmarks[name] = upload(client_a, "benchmarks", f"{name}.jsonl", jsonl(records), name=name).json()["id"]
     response = client_a.post("/api/v1/jobs/", {"kind": "ot", "params": {
         "corpus": corpus["id"], "benchmarks": list(benchmarks.values()),
@@ -36,7 +36,7 @@ def test_ot_distances_rank_the_matching_source_first(client_a, dispatched):
     for source, row in result["distances"].items():
         for estimate in row.values():
             assert estimate["low"] <= estimate["value"] <= estimate["high"]
-    assert result["source_documents"] == {"Business": 200, "Sci/Tech": 200, "Sports": 200, "World": 200}
+    assert result["source_documents"] == {"Business": 120, "Sci/Tech": 120, "Sports": 120, "World": 120}
 
 
 def test_ot_params_are_validated(client_a, client_b, dispatched):
