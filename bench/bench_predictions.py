@@ -3,7 +3,7 @@
 Sets up a throw-away SQLite database and artifact root, a tenant with an API key and a
 performance model fitted (:func:`curation.mixture.fit_mixture_law`) on synthetic
 observations over ``--pools`` pools, starts the service's threaded WSGI server on a free
-port (the web server of ``manage.py serve``), warms up, then sends ``--requests``
+port (the web server and request handler of ``manage.py serve``), warms up, then sends ``--requests``
 sequential predictions for random mixtures and budgets over one keep-alive connection.
 Prints p50 / p90 / p99 / max latency and requests/s, against the same prediction
 computed in-process (``MixtureLaw.predict``, the baseline: what the HTTP, auth, DB and
@@ -50,9 +50,10 @@ def main() -> None:
     django.setup()
     import requests
     from django.core.management import call_command
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.servers.basehttp import ThreadedWSGIServer
     from django.core.wsgi import get_wsgi_application
 
+    from api.core.embedded import QuietRequestHandler
     from api.datasets.models import Dataset
     from api.modeling.models import PerformanceModel
     from api.tenancy.services import tenant_create
@@ -80,12 +81,8 @@ def main() -> None:
         tenant=tenant, corpus=corpus, metric="loss", higher_is_better=False, parameters=law.parameters(),
         pools=law.pool_rows(), fit_error=law.rmse, provenance=dict(law.provenance))
 
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *a):
-            pass
-
     port = _free_port()
-    server = ThreadedWSGIServer(("127.0.0.1", port), Quiet)
+    server = ThreadedWSGIServer(("127.0.0.1", port), QuietRequestHandler)
     server.set_app(get_wsgi_application())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{port}/api/v1/predictions/"
