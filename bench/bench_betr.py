@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_and_ram  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -187,16 +188,7 @@ def machine() -> str:
 
     import faiss
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    with open("/proc/meminfo") as meminfo:
-        ram = int(meminfo.readline().split()[1]) / 1024**2
-    return (f"{os.cpu_count()} CPU ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
             f"fasttext-numpy2 {version('fasttext-numpy2')}, faiss {faiss.__version__}, numpy {np.__version__}, "
             f"load average {os.getloadavg()[0]:.2f} at start")
 

@@ -31,11 +31,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import cpu_and_ram  # bench/machine.py, beside this script
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -88,18 +88,9 @@ def reset_peak() -> bool:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    with open("/proc/meminfo") as meminfo:
-        ram = int(meminfo.readline().split()[1]) / 1024**2
     import sentence_transformers
 
-    return (f"{os.cpu_count()} CPU ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"sentence-transformers {sentence_transformers.__version__}, "
             f"load average {os.getloadavg()[0]:.2f} at start")

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import cpu_and_ram  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -178,19 +179,10 @@ def run_child(mode: str, path: Path, out_dir: Path) -> dict:
 # --------------------------------------------------------------------------- main
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    with open("/proc/meminfo") as meminfo:
-        ram = int(meminfo.readline().split()[1]) / 1024**2
     import pyarrow
 
     load = os.getloadavg()[0]
-    return (f"{os.cpu_count()} CPU ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
             f"pyarrow {pyarrow.__version__}, load average {load:.2f} at start")
 
 

@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 
 from bench_embed import reset_peak, rss_mb  # the VmRSS / VmHWM helpers (run as a script: bench/ is on sys.path)
+from machine import cpu_and_ram  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -235,16 +236,8 @@ def machine() -> str:
     import sklearn
     from threadpoolctl import threadpool_info
 
-    cpu = platform.processor() or "?"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as meminfo:
-        ram = int(meminfo.readline().split()[1]) / 1024**2
     pools = ", ".join(sorted({f"{p['internal_api']} ({Path(p['filepath']).name})" for p in threadpool_info()}))
-    return (f"nproc {os.cpu_count()} ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
             f"numpy {numpy.__version__}, faiss {faiss.__version__}, scikit-learn {sklearn.__version__}; "
             f"thread pools: {pools}; "
             f"load average {os.getloadavg()[0]:.2f} at start")

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_and_ram  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -148,15 +149,9 @@ def best_of(runs: list[dict]) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            cpu = line.split(":", 1)[1].strip()
-    with open("/proc/meminfo") as meminfo:
-        ram = int(meminfo.readline().split()[1]) / 1024**2
     import faiss
 
-    return (f"{os.cpu_count()} CPU ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}, "
+    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
             f"numpy {np.__version__}, faiss {faiss.__version__}, load average {os.getloadavg()[0]:.2f} at start")
 
 
