@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from api.settings import BASE_DIR
 from curation.demo_data import demo_corpus, write_jsonl
 from tests.console.conftest import PASSWORD, fill_tenant
-from tests.workers.test_worker_integration import _database_url, broker  # noqa: F401 - fixture
+from tests.workers.test_worker_integration import _database_url, broker, stop_process  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -47,17 +46,6 @@ def _browser_or_skip():
         pytest.skip(reason)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Warm shutdown first, so the process closes its database connections."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 @pytest.fixture
 def worker(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixture
     env = {**os.environ, "REDIS_URL": broker, "DATABASE_URL": _database_url(), "ARTIFACT_ROOT": str(artifact_root),
@@ -68,7 +56,7 @@ def worker(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixtur
          "--loglevel", "INFO", "--hostname", "console-browser@%h"],
         env=env, cwd=BASE_DIR, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     yield process
-    _stop(process)
+    stop_process(process)
     print("--- worker.log ---\n" + log.read_text(errors="replace")[-3000:])
 
 

@@ -5,7 +5,6 @@ are recorded as skipped), and stops creating jobs once paused."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,20 +22,9 @@ from api.settings import BASE_DIR
 from curation.demo_data import demo_corpus
 from curation.ingest import FieldMapping
 from tests.api.helpers import jsonl
-from tests.workers.test_worker_integration import _database_url, broker  # noqa: F401 - fixture
+from tests.workers.test_worker_integration import _database_url, broker, stop_process  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Warm shutdown first, so the process closes its database connections."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -55,7 +43,7 @@ def processes(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fix
 
     yield start
     for process, log in started:
-        _stop(process)
+        stop_process(process)
         print(f"--- {log.name} ---\n" + log.read_text(errors="replace")[-3000:])
 
 

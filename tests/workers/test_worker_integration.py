@@ -52,6 +52,17 @@ class Worker:
             self.process.wait(timeout=60)
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Warm shutdown first, so the process closes its database connections."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
 @pytest.fixture
 def broker(redis_url):
     from workers.celery import app
