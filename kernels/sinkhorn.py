@@ -27,6 +27,21 @@ new :math:`g`. Temporaries stay block-sized and cache-resident. The ``"online"``
 method computes each cost block from the point clouds instead of reading a stored
 matrix, so memory is :math:`O((n + m) d + \text{block})`, never :math:`O(nm)`.
 
+The ``"sinkhorn"`` method (a stored cost) runs the same iterations in the scaling
+domain once the potentials are roughly known: with the kernel
+:math:`K_{ij} = e^{(f^0_i + g^0_j - C_{ij})/\varepsilon}` built once (one pass of
+exponentials), an iteration is two matrix-vector products,
+:math:`u \leftarrow 1 / K(b \odot v)`, :math:`v \leftarrow 1 / K^\top(a \odot u)`, with
+:math:`f = f^0 + \varepsilon \log u`, :math:`g = g^0 + \varepsilon \log v`. Whenever a
+scaling leaves :math:`[e^{-\tau}, e^{\tau}]` it is absorbed into the potentials and
+:math:`K` is rebuilt (Schmitzer 2019, "Stabilized sparse scaling algorithms for entropy
+regularized transport problems", algorithm 2; POT's ``sinkhorn_stabilized``), with
+:math:`\tau` a fifth of :math:`|\log(\text{smallest normal number})|`, so that an entry
+that underflowed in :math:`K` stays below that number to the power 3/5 in the plan. A step
+whose scalings are not finite is redone on the potentials. Same fixed point and, up to
+rounding, the same iterates, at two matrix-vector products instead of two passes of
+exponentials per iteration; the kernel costs one more dense matrix.
+
 The stopping rule is POT's (``ot.bregman.sinkhorn_log``): the L2 norm of the column
 marginal violation of the plan :math:`(f, g_{\text{old}})` falls under ``tol``; here it
 is read off the two successive :math:`g` at no extra cost,
@@ -551,21 +566,10 @@ def _solve_sinkhorn(problem: _Problem, reg, method, max_iter, tol, init, block_r
         g = (g[None].expand(n_batch, -1) if g.dim() == 1 else g).clone()
         if g.shape != (n_batch, m):
             raise ValueError(f"init must be (f, g) with g of shape ({m},) or ({n_batch}, {m}); got {tuple(g.shape)}")
-    error = torch.full((n_batch,), math.inf, dtype=dtype, device=device)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        if symmetric:  # row marginal of (g, g) is a exp((g - T g) / reg); then g <- (g + T g) / 2
-            t_g, _ = _sweep(problem, g, log_a, log_b, reg, rows, buffers, columns=False)
-            error = (problem.a * torch.exp((g - t_g) / reg) - problem.a).norm(dim=1)
-            f = g = 0.5 * (g + t_g)
-        else:
-            f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)
-            error = (problem.b * torch.exp((g - g_new) / reg) - problem.b).norm(dim=1)
-            g = g_new
-        if not torch.isfinite(f).all() or not torch.isfinite(g).all():
-            raise FloatingPointError("Sinkhorn potentials became non-finite; check the cost and reg")
-        if bool((error < tol).all()):
-            break
+    if isinstance(problem.cost, _DenseCost) and not symmetric:
+        f, g, error, n_iter = _iterate_scaling(problem, g, log_a, log_b, reg, rows, buffers, max_iter, tol)
+    else:
+        f, g, error, n_iter = _iterate_log(problem, g, log_a, log_b, reg, rows, buffers, max_iter, tol, symmetric)
     converged = bool((error < tol).all())
     if not converged and warn:
         warnings.warn(f"Sinkhorn did not reach tol={tol:g} in {max_iter} iterations (largest marginal error "
@@ -580,6 +584,74 @@ def _solve_sinkhorn(problem: _Problem, reg, method, max_iter, tol, init, block_r
         marginal_error=out(marginal_error), converged=converged, method=method, reg=reg,
         _plan=lambda: out(_dense_plan(problem, f, g, reg)),
     )
+
+
+def _check_finite(f: torch.Tensor, g: torch.Tensor) -> None:
+    if not torch.isfinite(f).all() or not torch.isfinite(g).all():
+        raise FloatingPointError("Sinkhorn potentials became non-finite; check the cost and reg")
+
+
+def _iterate_log(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max_iter, tol, symmetric):
+    """Sinkhorn iterations on the potentials: ``(f, g, marginal error (B,), iterations done)``."""
+    a, b = problem.a, problem.b
+    error = torch.full((problem.shape[0],), math.inf, dtype=g.dtype, device=g.device)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if symmetric:  # row marginal of (g, g) is a exp((g - T g) / reg); then g <- (g + T g) / 2
+            t_g, _ = _sweep(problem, g, log_a, log_b, reg, rows, buffers, columns=False)
+            error = (a * torch.exp((g - t_g) / reg) - a).norm(dim=1)
+            f = g = 0.5 * (g + t_g)
+        else:
+            f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)
+            error = (b * torch.exp((g - g_new) / reg) - b).norm(dim=1)
+            g = g_new
+        _check_finite(f, g)
+        if bool((error < tol).all()):
+            break
+    return f, g, error, n_iter
+
+
+def _kernel(problem: _Problem, f, g, reg: float, rows: int, out: torch.Tensor) -> torch.Tensor:
+    """``out[:] = exp((f_i + g_j - C_ij) / reg)``, shape (B, n, m), one row block at a time."""
+    n = problem.shape[1]
+    for r0 in range(0, n, rows):
+        r1 = min(r0 + rows, n)
+        block = torch.sub(g[:, None, :], problem.cost.block(r0, r1, None), out=out[:, r0:r1])
+        block.add_(f[:, r0:r1, None]).div_(reg).exp_()
+    return out
+
+
+def _iterate_scaling(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max_iter, tol):
+    """Sinkhorn iterations in the scaling domain with absorption (module notes); as :func:`_iterate_log`."""
+    a, b = problem.a, problem.b
+    bound = abs(math.log(torch.finfo(g.dtype).tiny)) / 5
+    f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)  # potentials of the right scale first
+    error = (b * torch.exp((g - g_new) / reg) - b).norm(dim=1)
+    g, n_iter = g_new, 1
+    _check_finite(f, g)
+    kernel = _kernel(problem, f, g, reg, rows, torch.empty_like(problem.cost.cost))
+    u, v = torch.ones_like(f), torch.ones_like(g)
+    while n_iter < max_iter and not bool((error < tol).all()):
+        n_iter += 1
+        u_new = torch.bmm(kernel, (b * v)[:, :, None])[:, :, 0].reciprocal_()
+        col = torch.bmm((a * u_new)[:, None, :], kernel)[:, 0, :]
+        if not (torch.isfinite(u_new).all() and torch.isfinite(col).all() and bool((col > 0).all())):
+            g_old = g + reg * v.log()  # this step underflowed in K: redo it on the potentials
+            f, g = _sweep(problem, g_old, log_a, log_b, reg, rows, buffers)
+            error = (b * torch.exp((g_old - g) / reg) - b).norm(dim=1)
+            _check_finite(f, g)
+            kernel = _kernel(problem, f, g, reg, rows, kernel)
+            u, v = torch.ones_like(f), torch.ones_like(g)
+            continue
+        error = (b * v * col - b).norm(dim=1)
+        u, v = u_new, col.reciprocal_()
+        if bool(u.log().abs().max() > bound) or bool(v.log().abs().max() > bound):
+            f, g = f + reg * u.log(), g + reg * v.log()
+            kernel = _kernel(problem, f, g, reg, rows, kernel)
+            u, v = torch.ones_like(f), torch.ones_like(g)
+    f, g = f + reg * u.log(), g + reg * v.log()
+    _check_finite(f, g)
+    return f, g, error, n_iter
 
 
 def _solve_emd(problem: _Problem) -> OTResult:
