@@ -4,6 +4,7 @@ import ot
 import pytest
 import torch
 
+from kernels import sinkhorn
 from kernels.sinkhorn import cost_matrix, sinkhorn_divergence, solve
 
 
@@ -87,6 +88,45 @@ def test_online_equals_dense(metric):
     np.testing.assert_allclose(online.value, dense.value, rtol=1e-10)
     np.testing.assert_allclose(online.potentials[1], dense.potentials[1], atol=1e-10)
     np.testing.assert_allclose(cost_matrix(x, y, metric), ot.dist(x, y, metric=metric), atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype, reg", [(np.float32, 3e-3), (np.float64, 3e-4)])
+def test_scalings_are_absorbed_when_reg_is_small(monkeypatch, dtype, reg):
+    """Small reg drives the scalings past their bound: the kernel is rebuilt and the answer stays POT's."""
+    builds = []
+    build = sinkhorn._kernel
+    monkeypatch.setattr(sinkhorn, "_kernel", lambda *args: builds.append(1) or build(*args))
+    a, b, x, y = _problem(3, d=5)
+    cost = ot.dist(x, y)
+    cost /= cost.max()
+    res = solve(a, b, cost=cost.astype(dtype), reg=reg, tol=1e-6, max_iter=50000)
+    assert res.converged and len(builds) >= 2
+    reference = ot.sinkhorn2(a, b, cost, reg, method="sinkhorn_log", stopThr=1e-9, numItermax=200000)
+    np.testing.assert_allclose(float(res.value), reference, rtol=1e-4)
+    f, g = (p.astype(np.float64) for p in res.potentials)
+    c_transform = -reg * np.log(np.sum(a[:, None] * np.exp((f[:, None] - cost) / reg), axis=0))
+    np.testing.assert_allclose(g, c_transform, atol=1e-5 if dtype == np.float32 else 1e-9)
+
+
+def test_a_step_that_underflows_in_the_kernel_is_redone_on_the_potentials(monkeypatch):
+    """A kernel row lost to underflow gives an infinite scaling; that step falls back to the log domain."""
+    build = sinkhorn._kernel
+    broken = []
+
+    def underflowing_once(*args):
+        kernel = build(*args)
+        if not broken:
+            kernel[:, 5] = 0.0
+            broken.append(1)
+        return kernel
+
+    monkeypatch.setattr(sinkhorn, "_kernel", underflowing_once)
+    a, b, x, y = _problem(8)
+    cost = ot.dist(x, y)
+    res = solve(a, b, cost=cost, reg=0.3, tol=1e-12, max_iter=20000)
+    assert res.converged and broken
+    reference = ot.sinkhorn2(a, b, cost, 0.3, method="sinkhorn_log", stopThr=1e-12, numItermax=100000)
+    np.testing.assert_allclose(res.value, reference, rtol=1e-9)
 
 
 def test_kinds_dtypes_and_warm_start():
