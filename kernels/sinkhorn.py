@@ -492,26 +492,31 @@ def _log(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, w.log(), torch.full_like(w, -math.inf))
 
 
-def _sweep(problem: _Problem, g: torch.Tensor, log_a, log_b, reg: float, rows: int, buffers, *, columns=True):
+def _sweep(problem: _Problem, g, log_a, log_b, reg: float, rows: int, buffers, *, columns=True, f=None):
     """One Sinkhorn iteration: new f from g, then new g from the new f, in one pass over the blocks.
 
-    With ``columns=False`` only the first half-step: ``(T g, None)``.
+    With ``columns=False`` only the first half-step: ``(T g, None)``; given ``f`` (then ``g`` is
+    not read), only the second: ``(f, T f)``.
     """
     n_batch, n, m = problem.shape
-    f = torch.empty_like(log_a)
-    h_b = (g / reg + log_b)[:, None, :]
-    col_max = torch.full((n_batch, 1, m), -math.inf, dtype=g.dtype, device=g.device)
-    col_sum = torch.zeros((n_batch, 1, m), dtype=g.dtype, device=g.device)
-    floor = torch.finfo(g.dtype).min
+    given = f is not None
+    f = f if given else torch.empty_like(log_a)
+    h_b = None if given else (g / reg + log_b)[:, None, :]
+    col_max = torch.full((n_batch, 1, m), -math.inf, dtype=f.dtype, device=f.device)
+    col_sum = torch.zeros((n_batch, 1, m), dtype=f.dtype, device=f.device)
+    floor = torch.finfo(f.dtype).min
     cost_buf, work = buffers
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         block = problem.cost.block(r0, r1, cost_buf)
-        t = torch.add(h_b, block, alpha=-1.0 / reg, out=work[:, : r1 - r0])
-        row_max = t.amax(2, keepdim=True)
-        t.sub_(row_max).exp_()
-        f_blk = t.sum(2, keepdim=True).log_().add_(row_max).mul_(-reg)
-        f[:, r0:r1] = f_blk[:, :, 0]
+        if given:
+            f_blk = f[:, r0:r1, None]
+        else:
+            t = torch.add(h_b, block, alpha=-1.0 / reg, out=work[:, : r1 - r0])
+            row_max = t.amax(2, keepdim=True)
+            t.sub_(row_max).exp_()
+            f_blk = t.sum(2, keepdim=True).log_().add_(row_max).mul_(-reg)
+            f[:, r0:r1] = f_blk[:, :, 0]
         if not columns:
             continue
         t = torch.add((f_blk / reg).add_(log_a[:, r0:r1, None]), block, alpha=-1.0 / reg, out=work[:, : r1 - r0])
@@ -559,8 +564,10 @@ def _solve_sinkhorn(problem: _Problem, reg, method, max_iter, tol, init, block_r
         torch.empty((n_batch, rows, m), dtype=dtype, device=device),
     )
     log_a, log_b = _log(problem.a), _log(problem.b)
-    if init is None:
+    if init is None:  # POT's start: f = 0, then g = T f (the symmetric update starts from g = 0)
         g = torch.zeros((n_batch, m), dtype=dtype, device=device)
+        if not symmetric:
+            _, g = _sweep(problem, None, log_a, log_b, reg, rows, buffers, f=torch.zeros_like(log_a))
     else:
         g = _as_tensor(init[1]).to(dtype=dtype, device=device)
         g = (g[None].expand(n_batch, -1) if g.dim() == 1 else g).clone()
