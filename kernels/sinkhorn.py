@@ -241,8 +241,12 @@ def solve(
 
     Notes
     -----
-    Iteration cost is :math:`O(Bnm)` exponentials, plus :math:`O(Bnmd)` for ``"online"``
-    (the cost blocks are recomputed every iteration). Zero weights are allowed: the
+    ``"sinkhorn"`` iterates in the scaling domain (module notes): an iteration is two
+    matrix-vector products with a stored kernel, :math:`O(Bnm)` multiply-adds, and the
+    kernel takes a second (B, n, m) array beside the cost. ``"online"`` and the symmetric
+    update iterate on the potentials: :math:`O(Bnm)` exponentials per iteration, plus
+    :math:`O(Bnmd)` for ``"online"`` (the cost blocks are recomputed every iteration),
+    in memory :math:`O(B(n + m)d)` plus one block. Zero weights are allowed: the
     potentials of zero-mass points are still the c-transforms, which is what a gradient
     with respect to the weights needs.
 
