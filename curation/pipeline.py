@@ -73,6 +73,23 @@ def concat_embeddings(paths: list[Path]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def embeddings_at(paths: list[Path], positions) -> np.ndarray:
+    """Rows at global ``positions`` (ascending) of per-shard embeddings, ``(len(positions), dim)``
+    float32, reading one memory-mapped shard at a time."""
+    positions = np.asarray(positions, dtype=np.int64)
+    parts, start, dim = [], 0, 0
+    for path in paths:
+        shard = load_embeddings(path)
+        end, dim = start + len(shard), shard.shape[1]
+        inside = positions[(positions >= start) & (positions < end)] - start
+        if len(inside):
+            parts.append(np.asarray(shard[inside], dtype=np.float32))
+        start = end
+    if positions.size and (positions[-1] >= start or positions[0] < 0):
+        raise IndexError(f"positions must lie in [0, {start}); got {positions[0]}..{positions[-1]}")
+    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+
+
 def column_at(shard_paths: list[Path], column: str, positions) -> list:
     """One column's values at global ``positions`` (ascending), reading a shard at a time."""
     positions = np.asarray(positions, dtype=np.int64)

@@ -10,7 +10,7 @@ import pytest
 
 from curation.embedders import embedder_key, get_embedder
 from curation.ingest import SHARD_SCHEMA
-from curation.pipeline import concat_embeddings, embed_shard
+from curation.pipeline import concat_embeddings, embed_shard, embeddings_at
 from curation.storage import shard_name
 from curation.stores import META_FILE, build_store, exact_search, load_store, search_parts
 
@@ -199,3 +199,13 @@ def test_rejects_bad_arguments(embedded, tmp_path):
         build_store(embeddings[1:2], tmp_path, kind="hnsw")
     with pytest.raises(FileNotFoundError, match="not a vector store"):
         load_store(tmp_path)
+
+
+def test_embeddings_at_reads_global_positions_across_shards(embedded):
+    _, embeddings, _, _ = embedded
+    whole = concat_embeddings(embeddings)  # shards of 300, 1 and 450 rows
+    positions = np.array([0, 299, 300, 301, 750])
+    np.testing.assert_array_equal(embeddings_at(embeddings, positions), whole[positions])
+    assert embeddings_at(embeddings, []).shape == (0, 64)
+    with pytest.raises(IndexError, match="positions must lie in"):
+        embeddings_at(embeddings, [751])

@@ -8,7 +8,7 @@ from api.core.artifacts import artifact_store
 from api.datasets.models import Dataset
 from api.jobs.kinds.base import Stage
 from curation.embedders import Embedder, embedder_key
-from curation.pipeline import concat_column, concat_embeddings, embed_shard
+from curation.pipeline import column_at, concat_column, concat_embeddings, embed_shard, embeddings_at
 
 
 def embedding_stage(datasets: list[Dataset]) -> Stage:
@@ -40,6 +40,20 @@ def dataset_embeddings(dataset: Dataset, embedder: Embedder) -> np.ndarray:
     key = embedder_key(embedder)
     return concat_embeddings([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
                               for i in range(dataset.shard_count)])
+
+
+def dataset_embeddings_at(dataset: Dataset, embedder: Embedder, positions) -> np.ndarray:
+    """``(len(positions), dim)`` float32 embeddings of the documents at ascending ``positions``,
+    read a shard at a time."""
+    store = artifact_store()
+    key = embedder_key(embedder)
+    return embeddings_at([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
+                          for i in range(dataset.shard_count)], positions)
+
+
+def dataset_column_at(dataset: Dataset, column: str, positions) -> list:
+    """One column's values at ascending ``positions``, read a shard at a time."""
+    return column_at(shard_paths(dataset), column, positions)
 
 
 def shard_paths(dataset: Dataset) -> list:

@@ -25,7 +25,8 @@ from api.core.errors import ApplicationError
 from api.datasets.models import Dataset, PredictionSet
 from api.datasets.selectors import dataset_shards
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
-from api.jobs.kinds.common import dataset_column, dataset_embeddings, embedding_stage, run_embedding_unit
+from api.jobs.kinds.common import (dataset_column, dataset_column_at, dataset_embeddings, dataset_embeddings_at,
+                                   embedding_stage, run_embedding_unit)
 from api.jobs.kinds.embed import embedder_spec, job_embedder
 from api.jobs.models import Job, JobUnit
 from curation import betr
@@ -242,21 +243,18 @@ def run_betr_unit(job: Job, p: dict, datasets: list[Dataset], step: str, index: 
     store = artifact_store()
     model_path = store.job_file(job.tenant_id, job.pk, "betr-classifier.bin")
     if step == "train":
-        embedder = job_embedder(job)
-        vectors = dataset_embeddings(corpus, embedder)
+        embedder = job_embedder(job)  # only the sample's rows are read, a shard at a time
         rng = np.random.default_rng(p["seed"])
-        sample = np.sort(rng.permutation(len(vectors))[: p["sample_size"]])
+        sample = np.sort(rng.permutation(corpus.documents)[: p["sample_size"]])
         targets = {b.name + (f" ({b.pk})" if [x.name for x in benchmarks].count(b.name) > 1 else ""):
                    dataset_embeddings(b, embedder) for b in benchmarks}
-        ranking = betr.rank_scores(vectors[sample], targets, equal_per_benchmark=p["equal_per_benchmark"],
-                                   seed=p["seed"])
+        ranking = betr.rank_scores(dataset_embeddings_at(corpus, embedder, sample), targets,
+                                   equal_per_benchmark=p["equal_per_benchmark"], seed=p["seed"])
         labelled = betr.label_sample(ranking, top_fraction=p["top_fraction"], seed=p["seed"])
-        texts = dataset_column(corpus, "text")
-        trained = betr.train_classifier([texts[sample[i]] for i in labelled.indices], labelled.labels,
-                                        seed=p["seed"])
+        texts = dataset_column_at(corpus, "text", sample)
+        trained = betr.train_classifier([texts[i] for i in labelled.indices], labelled.labels, seed=p["seed"])
         trained.classifier.save(model_path)
-        ids = dataset_column(corpus, "id")
-        table = pa.table({"id": pa.array([ids[i] for i in sample], pa.string()),
+        table = pa.table({"id": pa.array(dataset_column_at(corpus, "id", sample), pa.string()),
                           "rank_score": pa.array(ranking.scores), "best_rank": pa.array(ranking.best_rank)})
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer)
