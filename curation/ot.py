@@ -45,6 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from curation.pipeline import ShardedRows
 from kernels.sinkhorn import cost_matrix, sinkhorn_divergence
 
 
@@ -128,7 +129,8 @@ def embedding_distance(
     Parameters
     ----------
     source : array, shape (n_source, d)
-        Source embeddings (numpy or torch; float16 is computed in float32).
+        Source embeddings (numpy or torch; float16 is computed in float32), or a
+        :class:`curation.pipeline.ShardedRows`, of which only the sampled rows are read.
     target : array, shape (n_target, d)
         Target embeddings.
     source_labels, target_labels : array, shape (n_source,), (n_target,), optional
@@ -252,7 +254,7 @@ def distance_table(
 
 
 def _embeddings(name: str, array):
-    if not isinstance(array, torch.Tensor):
+    if not isinstance(array, (torch.Tensor, ShardedRows)):
         array = np.asarray(array)
     if array.ndim != 2 or array.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty array of shape (n, d); got shape {tuple(array.shape)}")

@@ -90,6 +90,33 @@ def embeddings_at(paths: list[Path], positions) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
 
+class ShardedRows:
+    """The embeddings of the documents at ascending global ``positions``, read on demand.
+
+    Behaves as a read-only ``(len(positions), dim)`` float32 array for ``len``, ``shape`` and
+    indexing by an integer array of any shape (what :mod:`curation.ot` samples with), so a
+    pool of a large corpus can be subsampled without loading it.
+    """
+
+    ndim = 2
+
+    def __init__(self, paths: list[Path], positions):
+        self.paths = list(paths)
+        self.positions = np.asarray(positions, dtype=np.int64)
+        dim = load_embeddings(self.paths[0]).shape[1] if self.paths else 0
+        self.shape = (len(self.positions), dim)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        unique, inverse = np.unique(index, return_inverse=True)
+        rows = embeddings_at(self.paths, self.positions[unique])
+        return rows[inverse.reshape(-1)].reshape(*index.shape, self.shape[1])
+
+
 def column_at(shard_paths: list[Path], column: str, positions) -> list:
     """One column's values at global ``positions`` (ascending), reading a shard at a time."""
     positions = np.asarray(positions, dtype=np.int64)

@@ -10,7 +10,7 @@ import pytest
 
 from curation.embedders import embedder_key, get_embedder
 from curation.ingest import SHARD_SCHEMA
-from curation.pipeline import concat_embeddings, embed_shard, embeddings_at
+from curation.pipeline import ShardedRows, concat_embeddings, embed_shard, embeddings_at
 from curation.storage import shard_name
 from curation.stores import META_FILE, build_store, exact_search, load_store, search_parts
 
@@ -209,3 +209,18 @@ def test_embeddings_at_reads_global_positions_across_shards(embedded):
     assert embeddings_at(embeddings, []).shape == (0, 64)
     with pytest.raises(IndexError, match="positions must lie in"):
         embeddings_at(embeddings, [751])
+
+
+def test_sharded_rows_subsample_a_pool_as_its_array_does(embedded):
+    """A pool read lazily gives curation.ot the same rows, so the same distance, as the loaded array."""
+    from curation.ot import embedding_distance
+
+    _, embeddings, _, queries = embedded
+    positions = np.arange(0, 751, 3)
+    pool, loaded = ShardedRows(embeddings, positions), concat_embeddings(embeddings)[positions]
+    assert len(pool) == len(loaded) and pool.shape == loaded.shape
+    index = np.array([[0, 5, 5], [250, 1, 100]])
+    np.testing.assert_array_equal(pool[index], loaded[index])
+    lazy = embedding_distance(pool, queries, sample_size=50, n_resamples=3, seed=1)
+    eager = embedding_distance(loaded, queries, sample_size=50, n_resamples=3, seed=1)
+    np.testing.assert_array_equal(lazy.resamples, eager.resamples)

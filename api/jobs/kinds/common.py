@@ -8,7 +8,7 @@ from api.core.artifacts import artifact_store
 from api.datasets.models import Dataset
 from api.jobs.kinds.base import Stage
 from curation.embedders import Embedder, embedder_key
-from curation.pipeline import column_at, concat_column, concat_embeddings, embed_shard, embeddings_at
+from curation.pipeline import ShardedRows, column_at, concat_column, concat_embeddings, embed_shard, embeddings_at
 
 
 def embedding_stage(datasets: list[Dataset]) -> Stage:
@@ -49,6 +49,14 @@ def dataset_embeddings_at(dataset: Dataset, embedder: Embedder, positions) -> np
     key = embedder_key(embedder)
     return embeddings_at([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
                           for i in range(dataset.shard_count)], positions)
+
+
+def dataset_rows(dataset: Dataset, embedder: Embedder, positions) -> ShardedRows:
+    """The embeddings at ascending ``positions`` as a lazily read array (for subsampling a pool)."""
+    store = artifact_store()
+    key = embedder_key(embedder)
+    return ShardedRows([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
+                        for i in range(dataset.shard_count)], positions)
 
 
 def dataset_column_at(dataset: Dataset, column: str, positions) -> list:

@@ -26,6 +26,7 @@ from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
 from api.jobs.kinds.common import (
     dataset_column,
     dataset_embeddings,
+    dataset_rows,
     embedding_stage,
     run_embedding_unit,
     shard_paths,
@@ -174,9 +175,9 @@ def pool_distances(job: Job, corpus: Dataset, benchmarks: list[Dataset], pools: 
     cache = store.path(job.tenant_id, "datasets", corpus.pk, "ot-cache", f"{key}.json")
     if cache.is_file():
         return json.loads(cache.read_text()) | {"cached": True}
-    vectors = dataset_embeddings(corpus, embedder)
     targets = {str(b.pk): dataset_embeddings(b, embedder) for b in benchmarks}
-    table = distance_table({name: vectors[pools == name] for name in names}, targets, seed=params["seed"],
+    table = distance_table({name: dataset_rows(corpus, embedder, np.flatnonzero(pools == name)) for name in names},
+                           targets, seed=params["seed"],
                            metric="cosine", reg=0.05, sample_size=params["ot_sample_size"], n_resamples=5)
     result = {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
               "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}

@@ -10,7 +10,8 @@ from rest_framework import serializers
 
 from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
-from api.jobs.kinds.common import dataset_column, dataset_embeddings, embedding_stage, run_embedding_unit
+from api.jobs.kinds.common import (dataset_column, dataset_embeddings, dataset_rows, embedding_stage,
+                                   run_embedding_unit)
 from api.jobs.kinds.embed import embedder_spec, job_embedder
 from curation.embedders import DEFAULT_EMBEDDER, embedder_key
 from curation.ot import distance_table
@@ -56,9 +57,9 @@ class OTKind(JobKind):
         if stage == "embedding":
             return run_embedding_unit(datasets, index, embedder)
         corpus, benchmarks = datasets[0], datasets[1:]
-        vectors = dataset_embeddings(corpus, embedder)
         sources = np.array([source_name(s) for s in dataset_column(corpus, "source")])
-        by_source = {name: vectors[sources == name] for name in sorted(set(sources))}
+        by_source = {name: dataset_rows(corpus, embedder, np.flatnonzero(sources == name))
+                     for name in sorted(set(sources))}  # only the sampled rows are read
         targets = {b.name: dataset_embeddings(b, embedder) for b in benchmarks}
         p = job.params
         table = distance_table(by_source, targets, seed=p["seed"], metric=p["metric"], reg=p["reg"],
