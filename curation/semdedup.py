@@ -54,8 +54,9 @@ def semdedup(embeddings: np.ndarray, *, eps: float = 0.01, k: int | None = None,
     clusters = spherical_kmeans(x, k, seed=seed)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     max_similarity = np.full(n, -1.0)
-    for cluster in range(k):
-        members = np.flatnonzero(clusters.labels_ == cluster)
+    by_cluster = np.argsort(clusters.labels_, kind="stable")  # members of each cluster, ascending, in one pass
+    bounds = np.cumsum(np.bincount(clusters.labels_, minlength=k))
+    for members in np.split(by_cluster, bounds[:-1]):
         members = members[np.argsort(clusters.similarity_[members], kind="stable")]
         vectors = x[members]
         for start in range(0, len(members), block):
