@@ -633,16 +633,36 @@ def _kernel(problem: _Problem, f, g, reg: float, rows: int, out: torch.Tensor) -
 
 
 def _iterate_scaling(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max_iter, tol):
-    """Sinkhorn iterations in the scaling domain with absorption (module notes); as :func:`_iterate_log`."""
-    a, b = problem.a, problem.b
+    """Sinkhorn iterations in the scaling domain with absorption (module notes); as :func:`_iterate_log`.
+
+    In a batch, problems that meet ``tol`` leave it once they are half of those still
+    iterating (the kernel is compacted then, so the copies add up to at most one kernel):
+    a batch costs about the sum of its problems' iterations, not its slowest one's times ``B``.
+    """
     bound = abs(math.log(torch.finfo(g.dtype).tiny)) / 5
     f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)  # potentials of the right scale first
-    error = (b * torch.exp((g - g_new) / reg) - b).norm(dim=1)
+    error = (problem.b * torch.exp((g - g_new) / reg) - problem.b).norm(dim=1)
     g, n_iter = g_new, 1
     _check_finite(f, g)
+    f_out, g_out, error_out = f.clone(), g.clone(), error.clone()
+    live = torch.arange(problem.shape[0], device=f.device)  # batch rows still iterating
     kernel = _kernel(problem, f, g, reg, rows, torch.empty_like(problem.cost.cost))
     u, v = torch.ones_like(f), torch.ones_like(g)
-    while n_iter < max_iter and not bool((error < tol).all()):
+    while n_iter < max_iter:
+        done = error < tol
+        n_done = int(done.sum())
+        if n_done == len(live):
+            break
+        if 2 * n_done >= len(live):  # retire the converged problems
+            keep = ~done
+            f_out[live[done]], g_out[live[done]] = f[done] + reg * u[done].log(), g[done] + reg * v[done].log()
+            error_out[live[done]] = error[done]
+            live, f, g, u, v, error = live[keep], f[keep], g[keep], u[keep], v[keep], error[keep]
+            problem = _Problem(problem.a[keep], problem.b[keep], _DenseCost(problem.cost.cost[keep]),
+                               problem.batched, problem.is_numpy)
+            log_a, log_b, kernel = log_a[keep], log_b[keep], kernel[keep]
+            buffers = tuple(None if t is None else t[: len(live)] for t in buffers)
+        a, b = problem.a, problem.b
         n_iter += 1
         u_new = torch.bmm(kernel, (b * v)[:, :, None])[:, :, 0].reciprocal_()
         col = torch.bmm((a * u_new)[:, None, :], kernel)[:, 0, :]
@@ -660,9 +680,9 @@ def _iterate_scaling(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max
             f, g = f + reg * u.log(), g + reg * v.log()
             kernel = _kernel(problem, f, g, reg, rows, kernel)
             u, v = torch.ones_like(f), torch.ones_like(g)
-    f, g = f + reg * u.log(), g + reg * v.log()
-    _check_finite(f, g)
-    return f, g, error, n_iter
+    f_out[live], g_out[live], error_out[live] = f + reg * u.log(), g + reg * v.log(), error
+    _check_finite(f_out, g_out)
+    return f_out, g_out, error_out, n_iter
 
 
 def _solve_emd(problem: _Problem) -> OTResult:

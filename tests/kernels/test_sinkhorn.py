@@ -78,6 +78,20 @@ def test_batched_equals_looped():
     np.testing.assert_allclose(emd.value, [ot.emd2(a[k], b[k], ot.dist(x[k], y[k])) for k in range(3)], rtol=1e-12)
 
 
+def test_converged_problems_leave_the_batch_with_their_own_answer():
+    """Problems needing 10x more iterations than others: the fast ones retire early and keep their result."""
+    a, b, x, y = _problem(9)
+    scales = np.array([1.0, 8.0, 1.5, 12.0, 0.5])
+    costs = ot.dist(x, y)[None] * scales[:, None, None]
+    batched = solve(a, b, cost=costs, reg=0.5, tol=1e-10, max_iter=20000)
+    singles = [solve(a, b, cost=costs[k], reg=0.5, tol=1e-10, max_iter=20000) for k in range(len(scales))]
+    assert batched.n_iter == max(s.n_iter for s in singles) > 3 * min(s.n_iter for s in singles)
+    for k, single in enumerate(singles):
+        np.testing.assert_allclose(batched.value[k], single.value, rtol=1e-9)
+        np.testing.assert_allclose(batched.potentials[1][k], single.potentials[1], atol=1e-8)
+        assert batched.marginal_error[k] < 1e-8
+
+
 @pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
 def test_online_equals_dense(metric):
     rng = np.random.default_rng(3)
