@@ -82,6 +82,7 @@ import torch
 METRICS = ("sqeuclidean", "cosine")
 METHODS = ("sinkhorn", "online", "emd")
 _CPU_BLOCK_ELEMENTS = 2**19
+_CPU_ONLINE_MIN_ROWS = 256  # each online block re-reads all of y: thin blocks are bound by that read
 _CUDA_BLOCK_ELEMENTS = 2**27
 
 
@@ -224,7 +225,8 @@ def solve(
         Warm start ``(f, g)`` (only ``g`` is read: the first half-step recomputes ``f``).
     block_rows : int, optional
         Rows of the cost per block; default keeps a block near 2**19 entries on CPU
-        (cache-resident) and 2**27 on CUDA.
+        (cache-resident; ``"online"`` takes at least 256 rows, as each block re-reads ``y``)
+        and 2**27 on CUDA.
     symmetric : bool
         The problem is :math:`\\mathrm{OT}_\\varepsilon(a, a)` with a symmetric cost (``b`` equal to
         ``a``, ``y`` to ``x``): iterate the averaged update :math:`f \\leftarrow (f + T_a f)/2` of
@@ -489,6 +491,8 @@ def _block_rows(problem: _Problem, block_rows: int | None) -> int:
     if block_rows is None:
         elements = _CUDA_BLOCK_ELEMENTS if problem.a.device.type == "cuda" else _CPU_BLOCK_ELEMENTS
         block_rows = elements // (n_batch * m)
+        if isinstance(problem.cost, _PointCost) and problem.a.device.type != "cuda":
+            block_rows = max(block_rows, _CPU_ONLINE_MIN_ROWS)
     return int(min(max(block_rows, 1), n))
 
 
