@@ -1,4 +1,4 @@
-"""Spherical k-means on L2-normalised embeddings (seeding, then FAISS's spherical k-means).
+"""Spherical k-means on L2-normalised embeddings (k-means++ seeding, then FAISS's spherical k-means).
 
 Every row of ``x`` is a unit vector; each iteration assigns a point to the centroid of
 highest inner product (= cosine) and re-normalises the mean of each cluster:
@@ -7,12 +7,6 @@ highest inner product (= cosine) and re-normalises the mean of each cluster:
 
     c_j \\leftarrow \\frac{\\sum_{i: \\ell_i = j} x_i}{\\lVert \\sum_{i: \\ell_i = j} x_i \\rVert},
     \\qquad \\ell_i = \\arg\\max_j \\langle x_i, c_j \\rangle
-
-Seeds: k-means++ (Arthur and Vassilvitskii 2007) drawn from a sample of
-:data:`SEED_POINTS_PER_CLUSTER` points per cluster, so its k sequential passes cost
-:math:`O(k^2 d)`, not :math:`O(nkd)`; above :data:`MAX_PLUS_PLUS_CLUSTERS` clusters even
-that outgrows Lloyd's iterations and the seeds are k distinct random points (FAISS's own
-default, and what SemDeDup's reference code uses).
 
 Used by SemDeDup (Abbas et al. 2023) and self-supervised prototypes (Sorscher et al.
 2022). Runs on the CPU through FAISS; inputs are float32 or float16 numpy arrays.
@@ -23,11 +17,6 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-
-#: k-means++ draws from a uniform sample of this many points per cluster.
-SEED_POINTS_PER_CLUSTER = 32
-#: Above this many clusters the seeds are k distinct random points.
-MAX_PLUS_PLUS_CLUSTERS = 256
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,7 @@ def spherical_kmeans(x: np.ndarray, k: int, *, n_iter: int = 25, n_init: int = 3
     for run in range(n_init):
         kmeans = faiss.Kmeans(d, k, niter=n_iter, seed=seed + run, spherical=True, verbose=False,
                               max_points_per_centroid=max(256, n // k + 1))
-        kmeans.train(x, init_centroids=_seeds(x, k, rng))
+        kmeans.train(x, init_centroids=_kmeans_plus_plus(x, k, rng))
         result = _assign(x, kmeans.centroids)
         if best is None or result.inertia_ < best.inertia_:
             best = result
@@ -78,20 +67,15 @@ def _assign(x: np.ndarray, centroids: np.ndarray) -> SphericalKMeans:
                            similarity_=similarity[:, 0].astype(np.float64))
 
 
-def _seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """``(k, d)`` initial centroids (module notes): k-means++ with cosine distance on a sample,
-    or k distinct random points above :data:`MAX_PLUS_PLUS_CLUSTERS` clusters."""
-    if k > MAX_PLUS_PLUS_CLUSTERS:
-        return np.ascontiguousarray(x[np.sort(rng.choice(len(x), size=k, replace=False))], dtype=np.float32)
-    sample = x[np.sort(rng.choice(len(x), size=min(len(x), SEED_POINTS_PER_CLUSTER * k), replace=False))]
-    chosen = [int(rng.integers(len(sample)))]
-    distance = np.maximum(1.0 - sample @ sample[chosen[0]], 0.0)
+def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, max_sample: int = 50_000) -> np.ndarray:
+    """k-means++ seeding (Arthur and Vassilvitskii 2007) with cosine distance, on a sample of ``x``."""
+    sample = x[rng.choice(len(x), size=min(len(x), max_sample), replace=False)]
+    centers = [sample[rng.integers(len(sample))]]
+    distance = 1.0 - sample @ centers[0]
     for _ in range(1, k):
-        cumulative = np.cumsum(distance.astype(np.float64) ** 2)
-        if cumulative[-1] > 0:  # D^2 sampling
-            chosen.append(min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")),
-                              len(sample) - 1))
-        else:  # every point already coincides with a seed
-            chosen.append(int(rng.integers(len(sample))))
-        np.minimum(distance, np.maximum(1.0 - sample @ sample[chosen[-1]], 0.0), out=distance)
-    return np.ascontiguousarray(sample[chosen], dtype=np.float32)
+        weights = np.maximum(distance, 0.0) ** 2
+        total = weights.sum()
+        choice = rng.choice(len(sample), p=weights / total) if total > 0 else rng.integers(len(sample))
+        centers.append(sample[choice])
+        distance = np.minimum(distance, 1.0 - sample @ sample[choice])
+    return np.ascontiguousarray(np.stack(centers), dtype=np.float32)

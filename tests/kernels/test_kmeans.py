@@ -38,18 +38,3 @@ def test_objective_is_close_to_scikit_learn_on_overlapping_data():
 def test_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be"):
         spherical_kmeans(np.eye(3, dtype=np.float32), 4)
-
-
-def test_many_clusters_seed_from_random_points_and_stay_near_scikit_learn(monkeypatch):
-    """Above MAX_PLUS_PLUS_CLUSTERS the seeds are random points (k-means++'s k passes would cost more)."""
-    import kernels.kmeans as kmeans
-
-    monkeypatch.setattr(kmeans, "MAX_PLUS_PLUS_CLUSTERS", 4)
-    x, _ = _clusters(seed=2, spread=1.0)
-    seeds = kmeans._seeds(x, 8, np.random.default_rng(0))
-    assert seeds.shape == (8, 32) and len({row.tobytes() for row in seeds}) == 8
-    assert all((x == row).all(1).any() for row in seeds)  # data points
-    ours = spherical_kmeans(x, 8, seed=0, n_init=5)
-    sk = KMeans(8, n_init=5, random_state=0).fit(x)
-    centroids = sk.cluster_centers_ / np.linalg.norm(sk.cluster_centers_, axis=1, keepdims=True)
-    assert ours.inertia_ <= 1.02 * float(np.sum(1 - (x * centroids[sk.labels_]).sum(1)))
