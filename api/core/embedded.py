@@ -130,20 +130,28 @@ class EmbeddedStack:
         raise RuntimeError(f"the Celery worker did not answer within {timeout:.0f} s; see var/log/worker.log")
 
     def stop(self) -> None:
+        """Stop the web server, beat, the worker and Redis, in that order, logging each step:
+        every wait is bounded (a process gets 20 s of warm shutdown after SIGTERM, then SIGKILL)."""
         if self.httpd:
-            self.httpd.shutdown()
+            logger.info("stopping the web server")
+            threading.Thread(target=self.httpd.shutdown, name="web-shutdown", daemon=True).start()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
             self.httpd.server_close()
             self.httpd = None
-        for process in (self.beat, self.worker):
+        for name, process in (("beat", self.beat), ("worker", self.worker)):
             if process and process.poll() is None:
+                logger.info("stopping Celery %s (pid %d)", name, process.pid)
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
+                    logger.warning("Celery %s did not stop within 20 s of SIGTERM; killing it", name)
                     os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                    process.wait(timeout=10)
         self.worker = self.beat = None
         if self.redis is not None:
+            logger.info("stopping Redis")
             self.redis.shutdown()
             self.redis = None
 

@@ -54,7 +54,7 @@ def test_serve_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
         assert any("celery" in c and "worker" in c for c in commands), commands
 
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
+        assert server.wait(timeout=90) == 0  # beat and worker get 20 s each of warm shutdown
         gone, alive = psutil.wait_procs(started, timeout=30)
         assert alive == [], [" ".join(p.cmdline()) for p in alive]
         with pytest.raises(requests.ConnectionError):
