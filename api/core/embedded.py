@@ -156,9 +156,15 @@ class EmbeddedStack:
             self.redis = None
 
     def serve_until_interrupted(self) -> None:
-        """Block until Ctrl-C or SIGTERM, then stop everything this stack started."""
+        """Block until Ctrl-C (SIGINT) or SIGTERM, then stop everything this stack started.
+
+        Both signals get a handler here: a process started with SIGINT ignored (a background
+        job of a non-interactive shell, or a parent that ignores it) would otherwise never
+        see Ctrl-C, since Python raises KeyboardInterrupt only where SIGINT was left default.
+        """
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         try:
             while not stop.wait(1.0):
                 if self.worker and self.worker.poll() is not None:
@@ -167,7 +173,5 @@ class EmbeddedStack:
                 if self.beat and self.beat.poll() is not None:
                     logger.error("Celery beat exited with %s; stopping (see var/log/beat.log)", self.beat.returncode)
                     break
-        except KeyboardInterrupt:
-            pass
         finally:
             self.stop()

@@ -30,8 +30,10 @@ def test_serve_starts_the_stack_and_ctrl_c_stops_everything(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(VAR_DIR=str(tmp_path / "var"), ARTIFACT_ROOT=str(tmp_path / "artifacts"), HF_HUB_OFFLINE="1")
     log = open(tmp_path / "serve.log", "wb")
+    # started with SIGINT ignored, as a background job of a script is: Ctrl-C must still stop it
     server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
-                              cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     started: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
