@@ -73,21 +73,29 @@ def concat_embeddings(paths: list[Path]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-def embeddings_at(paths: list[Path], positions) -> np.ndarray:
-    """Rows at global ``positions`` (ascending) of per-shard embeddings, ``(len(positions), dim)``
-    float32, reading one memory-mapped shard at a time."""
+def _at_positions(shards, positions):
+    """``(shard, local positions)`` for each shard of ``shards`` (sized, read one at a time)
+    holding some of the ascending global ``positions``; ``IndexError`` for one beyond them all."""
     positions = np.asarray(positions, dtype=np.int64)
-    parts, start, dim = [], 0, 0
-    for path in paths:
-        shard = load_embeddings(path)
-        end, dim = start + len(shard), shard.shape[1]
+    start = 0
+    for shard in shards:
+        end = start + len(shard)
         inside = positions[(positions >= start) & (positions < end)] - start
         if len(inside):
-            parts.append(np.asarray(shard[inside], dtype=np.float32))
+            yield shard, inside
         start = end
     if positions.size and (positions[-1] >= start or positions[0] < 0):
         raise IndexError(f"positions must lie in [0, {start}); got {positions[0]}..{positions[-1]}")
-    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+
+
+def embeddings_at(paths: list[Path], positions) -> np.ndarray:
+    """Rows at global ``positions`` (ascending) of per-shard embeddings, ``(len(positions), dim)``
+    float32, reading one memory-mapped shard at a time."""
+    parts = [np.asarray(shard[inside], dtype=np.float32)
+             for shard, inside in _at_positions(map(load_embeddings, paths), positions)]
+    if parts:
+        return np.concatenate(parts)
+    return np.zeros((0, load_embeddings(paths[0]).shape[1] if paths else 0), dtype=np.float32)
 
 
 class ShardedRows:
@@ -119,16 +127,8 @@ class ShardedRows:
 
 def column_at(shard_paths: list[Path], column: str, positions) -> list:
     """One column's values at global ``positions`` (ascending), reading a shard at a time."""
-    positions = np.asarray(positions, dtype=np.int64)
-    values, start = [], 0
-    for path in shard_paths:
-        shard = read_shard(path, [column]).column(column)
-        end = start + len(shard)
-        inside = positions[(positions >= start) & (positions < end)] - start
-        if len(inside):
-            values.extend(shard.take(inside).to_pylist())
-        start = end
-    return values
+    shards = (read_shard(path, [column]).column(column) for path in shard_paths)
+    return [value for shard, inside in _at_positions(shards, positions) for value in shard.take(inside).to_pylist()]
 
 
 def concat_column(shard_paths: list[Path], column: str) -> list:

@@ -601,6 +601,12 @@ def _solve_sinkhorn(problem: _Problem, reg, method, max_iter, tol, init, block_r
     )
 
 
+def _marginal_error(w: torch.Tensor, h_old: torch.Tensor, h_new: torch.Tensor, reg: float) -> torch.Tensor:
+    """L2 error, per problem, of the marginal ``w exp((h_old - h_new) / reg)`` of the plan built on
+    ``h_old``, where ``h_new`` is its exact update: the stopping rule, read off two potentials."""
+    return (w * torch.exp((h_old - h_new) / reg) - w).norm(dim=1)
+
+
 def _check_finite(f: torch.Tensor, g: torch.Tensor) -> None:
     if not torch.isfinite(f).all() or not torch.isfinite(g).all():
         raise FloatingPointError("Sinkhorn potentials became non-finite; check the cost and reg")
@@ -614,11 +620,11 @@ def _iterate_log(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max_ite
     for n_iter in range(1, max_iter + 1):
         if symmetric:  # row marginal of (g, g) is a exp((g - T g) / reg); then g <- (g + T g) / 2
             t_g, _ = _sweep(problem, g, log_a, log_b, reg, rows, buffers, columns=False)
-            error = (a * torch.exp((g - t_g) / reg) - a).norm(dim=1)
+            error = _marginal_error(a, g, t_g, reg)
             f = g = 0.5 * (g + t_g)
         else:
             f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)
-            error = (b * torch.exp((g - g_new) / reg) - b).norm(dim=1)
+            error = _marginal_error(b, g, g_new, reg)
             g = g_new
         _check_finite(f, g)
         if bool((error < tol).all()):
@@ -645,7 +651,7 @@ def _iterate_scaling(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max
     """
     bound = abs(math.log(torch.finfo(g.dtype).tiny)) / 5
     f, g_new = _sweep(problem, g, log_a, log_b, reg, rows, buffers)  # potentials of the right scale first
-    error = (problem.b * torch.exp((g - g_new) / reg) - problem.b).norm(dim=1)
+    error = _marginal_error(problem.b, g, g_new, reg)
     g, n_iter = g_new, 1
     _check_finite(f, g)
     f_out, g_out, error_out = f.clone(), g.clone(), error.clone()
@@ -673,7 +679,7 @@ def _iterate_scaling(problem: _Problem, g, log_a, log_b, reg, rows, buffers, max
         if not (torch.isfinite(u_new).all() and torch.isfinite(col).all() and bool((col > 0).all())):
             g_old = g + reg * v.log()  # this step underflowed in K: redo it on the potentials
             f, g = _sweep(problem, g_old, log_a, log_b, reg, rows, buffers)
-            error = (b * torch.exp((g_old - g) / reg) - b).norm(dim=1)
+            error = _marginal_error(b, g_old, g, reg)
             _check_finite(f, g)
             kernel = _kernel(problem, f, g, reg, rows, kernel)
             u, v = torch.ones_like(f), torch.ones_like(g)

@@ -34,29 +34,26 @@ def run_embedding_unit(datasets: list[Dataset], index: int, embedder: Embedder, 
     raise IndexError("embedding unit out of range")
 
 
-def dataset_embeddings(dataset: Dataset, embedder: Embedder) -> np.ndarray:
-    """``(documents, dim)`` float32 embeddings of a dataset, in document order."""
+def _embedding_paths(dataset: Dataset, embedder: Embedder) -> list:
     store = artifact_store()
     key = embedder_key(embedder)
-    return concat_embeddings([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
-                              for i in range(dataset.shard_count)])
+    return [store.embedding_path(dataset.tenant_id, dataset.pk, key, i) for i in range(dataset.shard_count)]
+
+
+def dataset_embeddings(dataset: Dataset, embedder: Embedder) -> np.ndarray:
+    """``(documents, dim)`` float32 embeddings of a dataset, in document order."""
+    return concat_embeddings(_embedding_paths(dataset, embedder))
 
 
 def dataset_embeddings_at(dataset: Dataset, embedder: Embedder, positions) -> np.ndarray:
     """``(len(positions), dim)`` float32 embeddings of the documents at ascending ``positions``,
     read a shard at a time."""
-    store = artifact_store()
-    key = embedder_key(embedder)
-    return embeddings_at([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
-                          for i in range(dataset.shard_count)], positions)
+    return embeddings_at(_embedding_paths(dataset, embedder), positions)
 
 
 def dataset_rows(dataset: Dataset, embedder: Embedder, positions) -> ShardedRows:
     """The embeddings at ascending ``positions`` as a lazily read array (for subsampling a pool)."""
-    store = artifact_store()
-    key = embedder_key(embedder)
-    return ShardedRows([store.embedding_path(dataset.tenant_id, dataset.pk, key, i)
-                        for i in range(dataset.shard_count)], positions)
+    return ShardedRows(_embedding_paths(dataset, embedder), positions)
 
 
 def dataset_column_at(dataset: Dataset, column: str, positions) -> list:

@@ -25,11 +25,11 @@ from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
 from api.jobs.kinds.common import (
     dataset_column,
+    dataset_column_at,
     dataset_embeddings,
     dataset_rows,
     embedding_stage,
     run_embedding_unit,
-    shard_paths,
 )
 from api.jobs.kinds.embed import embedder_spec, job_embedder
 from api.jobs.models import Job, JobUnit
@@ -37,7 +37,6 @@ from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.modeling.services import performance_model_law
 from curation.embedders import DEFAULT_EMBEDDER, embedder_key
 from curation.manifest import select_documents, write_manifest
-from curation.pipeline import column_at
 from curation.mixture import Observation, Pool, budget_in_samples, fit_mixture_law
 from curation.ot import distance_table
 from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
@@ -207,7 +206,7 @@ def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
         # at most MAX_PILOT_SIZE documents of each pool are ever drawn: read only those
         chosen = {name: np.sort(rng.permutation(np.flatnonzero(pools == name))[:MAX_PILOT_SIZE]) for name in names}
         positions = np.sort(np.concatenate(list(chosen.values())))
-        texts = dict(zip(positions.tolist(), column_at(shard_paths(corpus), "text", positions)))
+        texts = dict(zip(positions.tolist(), dataset_column_at(corpus, "text", positions)))
         target_texts = [t for b in benchmarks for t in dataset_column(b, "text")]
         target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
         observations = proxy_observations({name: [texts[i] for i in chosen[name].tolist()] for name in names},
