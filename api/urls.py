@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/v1/predictions/", PredictionView.as_view(), name="predictions"),
     path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
          name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[],
                                                      authentication_classes=[]), name="docs"),
     path("admin/", admin.site.urls),
     path("console/", include("api.console.urls")),

@@ -230,7 +230,7 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
             for x, y in points:
                 body.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{3.5 if s.connect else 4.5}" '
                             f'fill="{color if s.connect else "white"}" stroke="{color}" stroke-width="2">'
-                            f'<title>{escape(s.name)}: {x_label} {number(x)}, {y_label} {number(y, 4)}</title>'
+                            f'<title>{escape(s.name)}: {escape(x_label)} {number(x)}, {escape(y_label)} {number(y, 4)}</title>'
                             f'</circle>')
     if vertical_marker and ok(vertical_marker[0]):
         x = sx(vertical_marker[0])

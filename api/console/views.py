@@ -271,7 +271,7 @@ class JobDetailView(ConsoleView):
             if dataset is not None:
                 datasets.append((key, dataset, plural))
         return self.page({
-            "job": job, "progress": progress, "progress_json": progress, "datasets": datasets,
+            "job": job, "progress": progress, "datasets": datasets,
             "params_text": json.dumps(job.params, indent=2, sort_keys=True),
             "result_text": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else "",
             "schedule": selectors.job_started_by(job=job),

@@ -33,12 +33,19 @@ def make_user(db, django_user_model):
     return make
 
 
-def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict:
-    """The demo's data for ``tenant``: returns the created objects by name."""
-    corpus = dataset_create(tenant=tenant, kind="corpus", name="demo_corpus.jsonl",
-                            upload=SimpleUploadedFile("demo_corpus.jsonl", jsonl(demo_corpus(documents, seed=0))),
+def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True, label: str = "",
+                metric: str = "accuracy") -> dict:
+    """The demo's data for ``tenant``: returns the created objects by name.
+
+    ``label`` is prefixed to every string a user controls (dataset names, sources and so
+    pool names, the schedule's name) and ``metric`` names the pilot runs' metric: the
+    hostile-string tests put markup there.
+    """
+    records = [{**r, "source": label + r["source"]} for r in demo_corpus(documents, seed=0)]
+    corpus = dataset_create(tenant=tenant, kind="corpus", name=label + "demo_corpus.jsonl",
+                            upload=SimpleUploadedFile("demo_corpus.jsonl", jsonl(records)),
                             mapping=FieldMapping(), shard_size=100)
-    benchmark = dataset_create(tenant=tenant, kind="benchmark", name="demo_benchmark.jsonl",
+    benchmark = dataset_create(tenant=tenant, kind="benchmark", name=label + "demo_benchmark.jsonl",
                                upload=SimpleUploadedFile("demo_benchmark.jsonl", jsonl(demo_benchmark(40))),
                                mapping=FieldMapping())
     # A finished pruning job with per-document scores, as a prune job writes them.
@@ -70,12 +77,12 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict
                      observed_sizes=(50.0, 800.0), observed_repetitions=3.0, provenance=provenance)
     mixtures = [{s: 1.0 / len(sources) for s in sources}, {sources[-1]: 0.7, sources[-2]: 0.3},
                 {sources[0]: 0.5, sources[-1]: 0.5}]
-    runs = [PilotRun(tenant=tenant, corpus=corpus, mixture=m, size=size, metric="accuracy",
+    runs = [PilotRun(tenant=tenant, corpus=corpus, mixture=m, size=size, metric=metric,
                      value=law.predict(m, size).value + float(rng.normal(0, 0.004)), origin="user")
             for m in mixtures for size in (50.0, 200.0, 800.0)]
     PilotRun.objects.for_tenant(tenant).bulk_create(runs)
     model = PerformanceModel.objects.for_tenant(tenant).create(
-        tenant=tenant, corpus=corpus, benchmarks=[str(benchmark.pk)], metric="accuracy", kind="effective_data",
+        tenant=tenant, corpus=corpus, benchmarks=[str(benchmark.pk)], metric=metric, kind="effective_data",
         parameters=law.parameters(), pools=law.pool_rows(), fit_error=law.rmse, provenance=provenance,
         observations=[{"weights": r.mixture, "size": r.size, "value": r.value, "origin": "pilot_runs",
                        "fitted": law.predict(r.mixture, r.size).value} for r in runs])
@@ -88,10 +95,10 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True) -> dict
         tenant=tenant, corpus=corpus, performance_model=model, budget=budget, budget_unit="samples",
         weights=weights, pools=rows, frontier=law.frontier(np.geomspace(budget / 30, budget * 30, 13)),
         document_count=sum(row["unique_documents"] for row in rows),
-        predicted={"metric": "accuracy", "higher_is_better": True, "value": prediction.value, "low": prediction.low,
+        predicted={"metric": metric, "higher_is_better": True, "value": prediction.value, "low": prediction.low,
                    "high": prediction.high, "extrapolated": prediction.extrapolated, "provenance": provenance})
     objects["performance_model"] = model
-    objects["schedule"] = schedule_create(tenant=tenant, name="nightly re-embed", cron="0 3 * * *", job_kind="embed",
+    objects["schedule"] = schedule_create(tenant=tenant, name=label + "nightly re-embed", cron="0 3 * * *", job_kind="embed",
                                           job_params={"corpus": str(corpus.pk), "embedder": "hashing"})
     if embed_job:
         from api.jobs.services import job_create

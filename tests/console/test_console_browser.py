@@ -136,12 +136,13 @@ def test_operator_walkthrough_in_chromium(live_server, make_tenant, make_user, w
     page.get_by_role("button", name="Start job").click()
     page.wait_for_selector("#job-progress")
     page.evaluate("window.__sameDocument = true")
+    # Predicates are functions, not expression strings: the page's policy forbids eval.
     page.wait_for_function(
-        "document.querySelector('#job-progress [data-status]').textContent === 'succeeded'", timeout=150_000)
+        "() => document.querySelector('#job-progress [data-status]').textContent === 'succeeded'", timeout=150_000)
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded instead of polling"
-    page.wait_for_function("(() => { const bar = document.querySelector('.progress'); "
+    page.wait_for_function("() => { const bar = document.querySelector('.progress'); "
                            "return bar.querySelector('.progress-fill').getBoundingClientRect().width "
-                           ">= bar.getBoundingClientRect().width - 1; })()")
+                           ">= bar.getBoundingClientRect().width - 1; }")
     bar = page.get_by_role("progressbar", name="Job progress")
     assert bar.get_attribute("aria-valuenow") == "100"
     assert page.locator("[data-field=percent]").inner_text() == "100%"

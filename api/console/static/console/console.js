@@ -30,8 +30,8 @@
     var bar = field("bar");
     bar.setAttribute("aria-valuenow", percent);
     var fill = bar.querySelector(".progress-fill");
-    fill.style.width = percent + "%";
-    fill.className = "progress-fill status-" + job.status;
+    fill.setAttribute("width", percent + "%");
+    fill.setAttribute("class", "progress-fill status-" + job.status);
     text(field("percent"), percent + "%");
     var error = field("error");
     error.hidden = !job.error; text(error, job.error || "");
