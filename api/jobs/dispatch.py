@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import group
 
-from workers.celery import app
+from api.core.queue import app
 
 RUN_UNIT = "jobs.run_unit"
 
