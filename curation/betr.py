@@ -33,7 +33,10 @@ scoring runs at 1.2x raw fastText predict (``bench/bench_betr.py``, ``docs/BENCH
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import logging
 import math
 import os
 import tempfile
@@ -45,6 +48,8 @@ import fasttext
 import numpy as np
 
 from kernels.topk import cosine_topk
+
+logger = logging.getLogger(__name__)
 
 LABEL_PREFIX = "__betr__"
 POSITIVE = f"{LABEL_PREFIX}pos"
@@ -282,15 +287,16 @@ class BetrClassifier:
 
 @dataclass(frozen=True)
 class TrainedClassifier:
-    """``classifier`` trained on every labelled text for ``epoch`` passes; ``holdout_accuracy``
-    of a model with the same settings trained on the other ``n_train`` texts and tested on
-    ``n_holdout`` (None when ``holdout=0``)."""
+    """``classifier`` trained on every labelled text for ``epoch`` passes at learning rate ``lr``;
+    ``holdout_accuracy`` of a model with the same settings trained on the other ``n_train`` texts
+    and tested on ``n_holdout`` (None when ``holdout=0``)."""
 
     classifier: BetrClassifier
     holdout_accuracy: float | None
     n_train: int
     n_holdout: int
     epoch: int
+    lr: float
 
 
 def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 16, lr: float = 0.1, epoch: int = 5,
@@ -321,9 +327,12 @@ def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 16,
     ``bucket x dim`` must be at least ``2**24`` (a 64 MiB input matrix): the fastText build
     we use (``fasttext-numpy2`` 0.10) draws the initial input matrix in ten blocks, one per
     thread, so with ``thread=1`` only the first tenth is drawn and the rest is whatever the
-    allocator returns. Blocks above glibc's largest mmap threshold (32 MiB) are fresh zero
-    pages; smaller ones were measured to hold leftovers up to 1e35 and to fail training
-    ("Encountered NaN") at random.
+    allocator returns. A block glibc serves by ``mmap`` is fresh zero pages; one served from
+    the heap holds leftovers (measured up to 1e35), which made training fail ("Encountered
+    NaN") or give another model at random in a long-running process. So every fit pins
+    glibc's mmap threshold at 32 MiB first (:func:`_zeroed_large_allocations`: the matrix is
+    then always fresh pages), and a fit that still meets NaN is retried at half the learning
+    rate (at most three times, logged; ``TrainedClassifier.lr`` says which rate was used).
     """
     labels = np.asarray(labels, dtype=bool)
     if len(texts) != len(labels):
@@ -344,15 +353,38 @@ def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 16,
     n_holdout = round(holdout * len(texts))
     held, train = order[:n_holdout], order[n_holdout:]
     accuracy = None
-    if n_holdout:
-        trial = _fit([texts[i] for i in train], labels[train], dict(params, epoch=passes(len(train))))
-        accuracy = float(np.mean((trial.score([texts[i] for i in held]) >= 0.5) == labels[held]))
-    final = _fit(list(texts), labels, dict(params, epoch=passes(len(texts))))
+    for attempt in range(NAN_RETRIES + 1):
+        try:
+            if n_holdout:
+                trial = _fit([texts[i] for i in train], labels[train], dict(params, epoch=passes(len(train))))
+                accuracy = float(np.mean((trial.score([texts[i] for i in held]) >= 0.5) == labels[held]))
+            final = _fit(list(texts), labels, dict(params, epoch=passes(len(texts))))
+            break
+        except RuntimeError as exc:
+            if "NaN" not in str(exc) or attempt == NAN_RETRIES:
+                raise
+            logger.warning("BETR classifier training met NaN at lr=%g; retrying at lr=%g", params["lr"],
+                           params["lr"] / 2)
+            params["lr"] /= 2
     return TrainedClassifier(classifier=final, holdout_accuracy=accuracy, n_train=len(train), n_holdout=n_holdout,
-                             epoch=passes(len(texts)))
+                             epoch=passes(len(texts)), lr=params["lr"])
+
+
+#: Fits retried at half the learning rate after fastText reports NaN.
+NAN_RETRIES = 3
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _zeroed_large_allocations() -> None:
+    """Make glibc serve every allocation of 32 MiB or more by ``mmap`` (zero pages), whatever the
+    process did before (a raised threshold lets the heap hand out dirty memory); no-op elsewhere."""
+    name = ctypes.util.find_library("c")
+    if name and hasattr(ctypes.CDLL(name), "mallopt"):
+        ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, 32 << 20)
 
 
 def _fit(texts: list[str], labels: np.ndarray, params: dict) -> BetrClassifier:
+    _zeroed_large_allocations()
     with tempfile.TemporaryDirectory(prefix="betr-") as tmp:
         path = Path(tmp) / "train.txt"
         with open(path, "w", encoding="utf-8") as handle:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 
 import numpy as np
@@ -134,6 +136,51 @@ def test_classifier_learns_is_deterministic_and_round_trips(tmp_path):
     path = trained.classifier.save(tmp_path / "model" / "betr.bin")
     loaded = BetrClassifier.load(path)
     np.testing.assert_array_equal(loaded.score(texts), probabilities)
+
+
+def _dirty_heap(megabytes: int = 80, blocks: int = 4) -> None:
+    """Leave freed heap memory full of 1e35, as a long-running process can (a raised mmap threshold)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve even huge blocks from the heap
+    pointers = [libc.malloc(megabytes << 20) for _ in range(blocks)]
+    for pointer in pointers:
+        np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(megabytes << 18,))[:] = 1e35
+    for pointer in pointers:
+        libc.free(pointer)
+
+
+@pytest.mark.skipif(not ctypes.util.find_library("c"), reason="needs glibc's allocator")
+def test_training_is_the_same_whatever_memory_the_process_left_behind():
+    texts, labels = _toy_corpus(seed=4)
+    clean = train_classifier(texts, labels, seed=0)
+    for _ in range(3):
+        _dirty_heap()
+        again = train_classifier(texts, labels, seed=0)
+        assert again.holdout_accuracy == clean.holdout_accuracy and again.lr == clean.lr == 0.1
+        np.testing.assert_array_equal(again.classifier.score(texts), clean.classifier.score(texts))
+
+
+def test_a_fit_that_meets_nan_is_retried_at_half_the_rate(monkeypatch, caplog):
+    import fasttext
+
+    texts, labels = _toy_corpus()
+    real, rates = fasttext.train_supervised, []
+
+    def flaky(**params):
+        rates.append(params["lr"])
+        if len(rates) <= 2:
+            raise RuntimeError("Encountered NaN.")
+        return real(**params)
+
+    monkeypatch.setattr(fasttext, "train_supervised", flaky)
+    trained = train_classifier(texts, labels, seed=0)
+    assert rates[:3] == [0.1, 0.05, 0.025] and trained.lr == 0.025 and trained.holdout_accuracy >= 0.9
+    assert "met NaN at lr=0.1; retrying at lr=0.05" in caplog.text
+    monkeypatch.setattr(fasttext, "train_supervised", lambda **params: (_ for _ in ()).throw(
+        RuntimeError("Encountered NaN.")))
+    with pytest.raises(RuntimeError, match="NaN"):
+        train_classifier(texts, labels, seed=0)
 
 
 def test_classifier_rejects_one_class_and_foreign_models(tmp_path):
