@@ -47,12 +47,18 @@ data under repetition).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.stats import norm
+
+from curation.laws.base import (Allocation, Observation, PerformanceLaw, Pool, Prediction, budget_in_samples,
+                                check_budget, check_pools, observation_arrays, origin_of, pool_of_row, pool_row,
+                                range_parameters, register, stored_range)
+
+__all__ = ["DEFAULT_TAU", "PARAMETERS", "Allocation", "MixtureLaw", "Observation", "Pool", "Prediction",
+           "budget_in_samples", "effective_samples", "fit_mixture_law", "standardised_features"]
 
 _UNIT = 1e5
 #: Half-life (repetitions) when no observation repeats a pool: the median of the
@@ -61,64 +67,18 @@ DEFAULT_TAU = 6.0
 PARAMETERS = ("c", "A", "beta", "gamma", "eta", "tau")
 
 
+@register
 @dataclass(frozen=True)
-class Pool:
-    """A pool's ``name``, its ``unique`` documents and raw features (``ot`` distance to the target,
-    ``quality`` mean score; NaN when unknown)."""
-
-    name: str
-    unique: int
-    ot: float = math.nan
-    quality: float = math.nan
-
-
-@dataclass(frozen=True)
-class Observation:
-    """A measured ``value`` of the metric after training on ``weights`` (pool -> weight) for ``size`` samples."""
-
-    weights: Mapping[str, float]
-    size: float
-    value: float
-    origin: str = "pilot_runs"
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """Samples ``shown`` (P,) per pool at ``budget``; ``weights`` = shown / budget, ``repetitions`` = shown / unique."""
-
-    budget: float
-    pools: list[str]
-    shown: np.ndarray
-    weights: np.ndarray
-    repetitions: np.ndarray
-    unique_used: np.ndarray
-
-    def as_rows(self, available: Sequence[int]) -> list[dict]:
-        return [{"pool": name, "weight": float(w), "unique_documents": int(u), "available_documents": int(a),
-                 "repetitions": float(r), "samples": float(s)}
-                for name, w, u, a, r, s in zip(self.pools, self.weights, self.unique_used, available,
-                                               self.repetitions, self.shown)]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """``value`` with a ``[low, high]`` band; ``outside`` doublings beyond the observed range (0 inside)."""
-
-    value: float
-    low: float
-    high: float
-    outside: float
-    extrapolated: bool
-
-
-@dataclass(frozen=True)
-class MixtureLaw:
-    """The fitted model of the module docstring over named ``pools``.
+class MixtureLaw(PerformanceLaw):
+    """The fitted model of the module docstring over named ``pools``: the performance law of kind
+    ``effective_data`` (:mod:`curation.laws`).
 
     ``rmse`` is the fit's RMS residual (metric units), ``observed_sizes`` and
     ``observed_repetitions`` the range of the observations, ``provenance`` maps each
     parameter to ``pilot_runs``, ``proxy`` or ``defaults``.
     """
+
+    kind = "effective_data"
 
     pools: tuple[Pool, ...]
     c: float
@@ -136,14 +96,6 @@ class MixtureLaw:
 
     # -- the model -------------------------------------------------------------------
     @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.pools]
-
-    @property
-    def unique(self) -> np.ndarray:
-        return np.array([p.unique for p in self.pools], dtype=np.float64)
-
-    @property
     def utility(self) -> np.ndarray:
         """:math:`u_i` (P,)."""
         z_ot, z_q = standardised_features(self.pools)
@@ -157,23 +109,9 @@ class MixtureLaw:
         sign = -1.0 if self.higher_is_better else 1.0
         return self.c + sign * self.A * (np.maximum(effective, 1e-12) / _UNIT) ** (-self.beta)
 
-    def weights_vector(self, weights: Mapping[str, float]) -> np.ndarray:
-        unknown = sorted(set(weights) - set(self.names))
-        if unknown:
-            raise ValueError(f"unknown pool(s) {unknown}; this model's pools are {self.names}")
-        w = np.array([float(weights.get(name, 0.0)) for name in self.names])
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(w.sum() - 1) > 1e-6:
-            raise ValueError(f"weights must be finite, >= 0 and sum to 1; they sum to {w.sum():.8g}")
-        return w
-
-    def predict(self, weights: Mapping[str, float], budget: float, *, level: float = 0.95) -> Prediction:
-        """The metric after ``budget`` samples of ``weights`` with a band widened outside the observed range."""
-        if not (math.isfinite(budget) and budget > 0):
-            raise ValueError(f"budget must be a finite number > 0; got {budget}")
-        w = self.weights_vector(weights)
-        shown = w * budget
-        value = float(self.metric_of(self.effective_data(shown)))
-        return self._band(value, budget, shown, level)
+    def metric_at(self, shown) -> np.ndarray:
+        """The metric for samples ``shown`` (..., P) per pool: :meth:`metric_of` :meth:`effective_data`."""
+        return self.metric_of(self.effective_data(shown))
 
     # -- the optimiser ---------------------------------------------------------------
     def optimize(self, budget: float) -> Allocation:
@@ -184,8 +122,7 @@ class MixtureLaw:
         :math:`\\log\\lambda`, gives every pool its slabs above it, and splits what is left
         over the slabs at the threshold in proportion to their sizes.
         """
-        if not (math.isfinite(budget) and budget > 0):
-            raise ValueError(f"budget must be a finite number > 0; got {budget}")
+        check_budget(budget)
         u, size = self.utility, self.unique
         log_decay = math.log(2.0) / self.tau  # value of repetition k: u * exp(-k log_decay)
 
@@ -214,54 +151,23 @@ class MixtureLaw:
             shown = shown + remaining * size * at_threshold / (size * at_threshold).sum()
         return self._allocation(budget, shown)
 
-    def frontier(self, budgets: Sequence[float], *, level: float = 0.95) -> list[dict]:
-        """Best mixture and its predicted metric at each budget (ascending)."""
-        rows = []
-        for budget in sorted(float(b) for b in budgets):
-            allocation = self.optimize(budget)
-            prediction = self._band(float(self.metric_of(self.effective_data(allocation.shown))), budget,
-                                    allocation.shown, level)
-            rows.append({"budget": budget, "value": prediction.value, "low": prediction.low,
-                         "high": prediction.high, "extrapolated": prediction.extrapolated,
-                         "weights": {n: float(w) for n, w in zip(allocation.pools, allocation.weights) if w > 0}})
-        return rows
-
     # -- serialisation ---------------------------------------------------------------
     def parameters(self) -> dict:
-        return {name: float(getattr(self, name)) for name in PARAMETERS} | {
-            "higher_is_better": self.higher_is_better, "rmse": self.rmse, "observed_sizes": list(self.observed_sizes),
-            "observed_repetitions": self.observed_repetitions, "far": self.far}
+        return {name: float(getattr(self, name)) for name in PARAMETERS} | range_parameters(self)
 
     def pool_rows(self) -> list[dict]:
-        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(p).items()}
-                | {"utility": float(u)} for p, u in zip(self.pools, self.utility)]
+        return [pool_row(p) | {"utility": float(u)} for p, u in zip(self.pools, self.utility)]
 
     @classmethod
     def from_stored(cls, parameters: Mapping, pools: Sequence[Mapping], provenance: Mapping[str, str]) -> "MixtureLaw":
-        return cls(pools=tuple(Pool(name=p["name"], unique=int(p["unique"]), ot=_float(p.get("ot")),
-                                    quality=_float(p.get("quality"))) for p in pools),
-                   **{name: float(parameters[name]) for name in PARAMETERS},
-                   higher_is_better=bool(parameters["higher_is_better"]), rmse=float(parameters["rmse"]),
-                   observed_sizes=tuple(float(s) for s in parameters["observed_sizes"]),
-                   observed_repetitions=float(parameters["observed_repetitions"]),
-                   provenance=dict(provenance), far=float(parameters.get("far", 1.0)))
+        return cls(pools=tuple(pool_of_row(p) for p in pools), **{name: float(parameters[name]) for name in PARAMETERS},
+                   **stored_range(parameters), provenance=dict(provenance))
 
-    # -- helpers ---------------------------------------------------------------------
-    def _allocation(self, budget: float, shown: np.ndarray) -> Allocation:
-        size = self.unique
-        return Allocation(budget=budget, pools=self.names, shown=shown, weights=shown / budget,
-                          repetitions=shown / size, unique_used=np.ceil(np.minimum(shown, size) - 1e-9).astype(int))
-
-    def _band(self, value: float, budget: float, shown: np.ndarray, level: float) -> Prediction:
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1); got {level}")
-        low_n, high_n = self.observed_sizes
-        repetitions = float((shown / self.unique).max())
-        outside = max(0.0, math.log2(budget / high_n), math.log2(low_n / budget),
-                      math.log2(max(repetitions, 1.0) / max(self.observed_repetitions, 1.0)))
-        half = norm.ppf(0.5 + level / 2) * self.rmse * (1.0 + outside)
-        return Prediction(value=value, low=value - half, high=value + half, outside=outside,
-                          extrapolated=outside > self.far)
+    @classmethod
+    def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
+            **options) -> "MixtureLaw":
+        """:func:`fit_mixture_law`."""
+        return fit_mixture_law(pools, observations, higher_is_better=higher_is_better, **options)
 
 
 def effective_samples(shown, unique, tau: float) -> np.ndarray:
@@ -297,20 +203,10 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
     (``pilot_runs`` when any came from the user, else ``proxy``). Multi-start from a
     small grid; the best end point is kept.
     """
-    pools = tuple(pools)
-    if len({p.name for p in pools}) != len(pools) or not pools:
-        raise ValueError("pools must be a non-empty sequence with unique names")
-    if any(p.unique < 1 for p in pools):
-        raise ValueError("every pool needs at least one unique document")
+    pools = check_pools(pools)
     law0 = MixtureLaw(pools=pools, c=0.0, A=1.0, beta=0.3, gamma=0.0, eta=0.0, tau=DEFAULT_TAU,
                       higher_is_better=higher_is_better)
-    w = np.stack([law0.weights_vector(o.weights) for o in observations]) if observations else np.zeros((0, 0))
-    n = np.array([o.size for o in observations], dtype=np.float64)
-    y = np.array([o.value for o in observations], dtype=np.float64)
-    if len(observations) < 4:
-        raise ValueError(f"fitting needs at least 4 observations; got {len(observations)}")
-    if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(y))):
-        raise ValueError("observation sizes must be finite and > 0 and values finite")
+    w, n, y = observation_arrays(law0, observations, minimum=4)
     shown = w * n[:, None]
     z_ot, z_q = standardised_features(pools)
     varies = lambda z: np.ptp(w @ z) > 1e-9  # noqa: E731 - the observed mixtures differ in this feature
@@ -352,30 +248,8 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
                 if best is None or result.cost < best.cost:
                     best = result
     residual = residuals(best.x)
-    origin = "pilot_runs" if any(o.origin == "pilot_runs" for o in observations) else "proxy"
+    origin = origin_of(observations)
     provenance = {name: origin if name in free else "defaults" for name in PARAMETERS}
     return replace(law0, **values_of(best.x), rmse=float(np.sqrt(np.mean(residual ** 2))),
                    observed_sizes=(float(n.min()), float(n.max())),
                    observed_repetitions=float((shown / law0.unique).max()), provenance=provenance, far=far)
-
-
-def budget_in_samples(budget: float, unit: str, *, tokens_per_sample: float, parameters: float | None = None) -> float:
-    """Convert a budget to samples: ``samples``; ``tokens`` / tokens per sample; ``flops`` via
-    tokens = FLOPs / (6 * parameters) (Kaplan et al. 2020)."""
-    if not (math.isfinite(budget) and budget > 0):
-        raise ValueError(f"budget must be a finite number > 0; got {budget}")
-    if unit == "samples":
-        return budget
-    if tokens_per_sample <= 0:
-        raise ValueError("the corpus has no tokens; give the budget in samples")
-    if unit == "tokens":
-        return budget / tokens_per_sample
-    if unit == "flops":
-        if not parameters or parameters <= 0:
-            raise ValueError("a budget in flops needs model_parameters > 0 (tokens = flops / (6 * parameters))")
-        return budget / (6.0 * parameters) / tokens_per_sample
-    raise ValueError(f"budget_unit must be one of samples, tokens, flops; got {unit!r}")
-
-
-def _float(value) -> float:
-    return math.nan if value is None else float(value)

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from curation.mixture import Observation
+from curation.laws import Observation
 from curation.proxy import BigramProxy
 
 METRIC = "proxy_cross_entropy"

@@ -40,6 +40,14 @@ the gradient within the simplex (the constant drops out; it is the calibrated gr
 "mean of :math:`f` over pool :math:`i` minus the mean over the others" up to the factor
 :math:`(k-1)/k`). The reference code projected nothing and differentiated the wrong
 objective; here the potentials and the value come from the same solve.
+
+Status: reference implementation, not yet a performance law of :mod:`curation.laws` and not
+on the product path. The law interface restores a law from its stored parameters and pool
+rows, but this model evaluates :math:`\mathrm{OT}(p)` of every mixture it predicts, so it
+needs the pools' and the target's embeddings (:class:`MixtureOT`), and its stage-1 fit needs
+about :math:`4k` pilot mixtures at each of two sizes. It is kept, with its tests, for the
+DESIGN.md 3.4 figures and for the prediction issue, which wires it in as the ``projektor``
+law (an OT feature source for stored models, then ``fit``/``restore`` like the others).
 """
 from __future__ import annotations
 

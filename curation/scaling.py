@@ -24,6 +24,12 @@ Pools :math:`1..p` combined are one pool of :math:`S_1 + \dots + S_p` unique sam
 each half-life scaled by the number of pools combined, as the reference code does (the
 published figures depend on it). Accuracy is :math:`1 - \mathrm{error}`.
 
+:class:`ScalingLaw` is the formula over named buckets, with the published fit
+(:data:`TMARS_DATACOMP_MEDIUM`) and the best-pool frontier with its switch points (the
+figures of DESIGN.md 3.5). :class:`GoyalLaw` is the same formula as a performance law of
+:mod:`curation.laws` (kind ``goyal``): pools are the buckets, fitted to observations by
+:func:`fit_goyal_law`, predicting with a band and optimising at a budget.
+
 References
 ----------
 S. Goyal, P. Maini, Z. C. Lipton, A. Raghunathan and J. Z. Kolter, "Scaling Laws for Data
@@ -34,17 +40,26 @@ Filtering -- Data Curation cannot be Compute Agnostic", CVPR 2024.
 18.2471
 >>> law.frontier(TMARS_POOLS, [3e7, 3e8, 3e9]).best
 ['top10', 'top20', 'top30']
+>>> goyal = GoyalLaw.from_scaling_law(law)
+>>> round(100 * goyal.predict(union_weights(goyal.pools, TMARS_POOLS["top20"]), 128e6).value, 4)
+29.6
+>>> {name: round(float(w), 2) for name, w in zip(goyal.names, goyal.optimize(128e6).weights) if w}
+{'top0-10': 0.5, 'top10-20': 0.5}
 """
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.stats import norm
+
+from curation.laws.base import (Allocation, Observation, PerformanceLaw, Pool, Prediction, check_budget, check_pools,
+                                observation_arrays, origin_of, pool_of_row, pool_row, range_parameters, register,
+                                stored_range)
 
 _UNIT = 1e5
 _HALF_LIVES_KEPT = 60  # 2**-60 ~ 1e-18: later repetitions change nothing in float64
@@ -163,137 +178,214 @@ TMARS_POOLS = {
 }
 
 
+#: How far (in weight) a mixture may be from its pools' size proportions and still be "those pools combined".
+_PROPORTION_TOLERANCE = 1e-4
+_FIT_PARAMETERS = ("a", "d", "b", "tau")
+
+
+def union_weights(pools: Sequence[Pool], names: Sequence[str]) -> dict[str, float]:
+    """The weights of training on the pools ``names`` combined: each in proportion to its unique documents.
+
+    >>> union_weights([Pool("hi", 100), Pool("lo", 300), Pool("off", 5)], ["hi", "lo"])
+    {'hi': 0.25, 'lo': 0.75}
+    """
+    sizes = {p.name: float(p.unique) for p in pools}
+    unknown = sorted(set(names) - set(sizes))
+    if unknown or not names:
+        raise ValueError(f"names must be a non-empty subset of the pools {sorted(sizes)}; unknown: {unknown}")
+    total = sum(sizes[name] for name in names)
+    return {name: sizes[name] / total for name in names}
+
+
+@register
 @dataclass(frozen=True)
-class Observation:
-    """A measured ``error`` (1 - accuracy) of a model trained on ``pool`` for ``samples_seen`` samples."""
+class GoyalLaw(PerformanceLaw):
+    """The recursion of the module docstring as the performance law of kind ``goyal`` (:mod:`curation.laws`).
 
-    pool: tuple[str, ...]
-    samples_seen: float
-    error: float
+    Every pool is a bucket with its own ``b`` and ``tau`` (tuples in ``pools`` order) and
+    its unique size; ``a`` and ``d`` are shared. A mixture is read as the pools it gives
+    weight to, combined: the law says nothing about other proportions, so the weights must
+    be those of :func:`union_weights` (each pool in proportion to its unique documents),
+    else :meth:`predict` and :meth:`fit` raise ``ValueError``. The metric is the accuracy
+    :math:`1 - \\mathrm{error}` when ``higher_is_better``, else the error itself (both
+    fractions in [0, 1]).
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """Predicted accuracy with a band; arrays shaped like the requested ``samples_seen``.
-
-    ``outside`` is how far each request lies outside the fitted observations, in doublings
-    of samples seen or of repetitions (0 inside); ``extrapolated`` flags ``outside`` above
-    the fit's ``far`` threshold. The band's half-width is ``z * rmse * (1 + outside)``.
+    :meth:`optimize` ranks the pools by their predicted metric alone at the budget and
+    chooses the best of the nested combinations "best pool", "best two", ... (the search
+    of Goyal et al.; not all :math:`2^P` subsets). :meth:`predict` warns with
+    :class:`ExtrapolationWarning` (unless ``warn=False``) when the request is flagged
+    ``extrapolated``.
     """
 
-    accuracy: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    outside: np.ndarray
-    extrapolated: np.ndarray
+    kind = "goyal"
 
-
-@dataclass(frozen=True)
-class ScalingFit:
-    """A :class:`ScalingLaw` fitted to observations, with its error and observed range."""
-
-    law: ScalingLaw
-    rmse: float
-    residuals: np.ndarray
-    samples_range: tuple[float, float]
-    max_repetitions: float
+    pools: tuple[Pool, ...]
+    a: float
+    d: float
+    b: tuple[float, ...]
+    tau: tuple[float, ...]
+    higher_is_better: bool = True
+    rmse: float = 0.0
+    observed_sizes: tuple[float, float] = (math.nan, math.nan)
+    observed_repetitions: float = math.nan
+    provenance: Mapping[str, str] = field(default_factory=dict)
     far: float = 1.0
-    cost: float = field(default=math.nan)
 
-    def predict(self, pool: Sequence[str], samples_seen, *, level: float = 0.95, warn: bool = True) -> Prediction:
-        """Accuracy of ``pool`` at ``samples_seen``, with a band widened outside the observed range.
+    def __post_init__(self):
+        if not (len(self.b) == len(self.tau) == len(self.pools)):
+            raise ValueError(f"b and tau need one value per pool; got {len(self.b)} and {len(self.tau)} "
+                             f"for {len(self.pools)} pools")
 
-        Emits :class:`ExtrapolationWarning` (unless ``warn=False``) when any request lies more
-        than ``far`` doublings outside the samples-seen or repetition range of the fit.
+    @cached_property
+    def scaling_law(self) -> ScalingLaw:
+        """The same law as a :class:`ScalingLaw` over buckets named like the pools."""
+        return ScalingLaw(a=self.a, d=self.d, buckets={p.name: Bucket(b=b, tau=tau, size=float(p.unique))
+                                                       for p, b, tau in zip(self.pools, self.b, self.tau)})
+
+    def combination(self, shown) -> tuple[str, ...]:
+        """The pools that samples ``shown`` (P,) train on; ``ValueError`` unless in their size proportions."""
+        shown = np.asarray(shown, dtype=np.float64)
+        chosen = shown > 0
+        if not chosen.any():
+            raise ValueError("a mixture needs at least one pool with weight > 0")
+        union = self.unique * chosen / (self.unique * chosen).sum()
+        if np.abs(shown / shown.sum() - union).max() > _PROPORTION_TOLERANCE:
+            names = [name for name, c in zip(self.names, chosen) if c]
+            raise ValueError("the goyal law predicts pools combined whole, each weighted by its unique documents: "
+                             f"the weights of {names} must be {union_weights(self.pools, names)}")
+        return tuple(name for name, c in zip(self.names, chosen) if c)
+
+    def metric_at(self, shown) -> np.ndarray:
+        shown = np.asarray(shown, dtype=np.float64)
+        rows = shown.reshape(-1, shown.shape[-1])
+        error = np.array([float(self.scaling_law.error(self.combination(row), row.sum())) for row in rows])
+        return (1.0 - error if self.higher_is_better else error).reshape(shown.shape[:-1])
+
+    def predict(self, weights: Mapping[str, float], budget: float, *, level: float = 0.95,
+                warn: bool = True) -> Prediction:
+        prediction = super().predict(weights, budget, level=level)
+        if warn and prediction.extrapolated:
+            low_n, high_n = self.observed_sizes
+            warnings.warn(f"predicting at {prediction.outside:.1f} doublings outside the observed range "
+                          f"(samples seen {low_n:.3g}..{high_n:.3g}, up to {self.observed_repetitions:.3g} "
+                          "repetitions); the band is widened accordingly", ExtrapolationWarning, stacklevel=2)
+        return prediction
+
+    def optimize(self, budget: float) -> Allocation:
+        """The best nested combination of pools at ``budget`` (class docstring)."""
+        check_budget(budget)
+        law = self.scaling_law
+        order = sorted(self.names, key=lambda name: float(law.error((name,), budget)))
+        candidates = {str(k): tuple(order[:k]) for k in range(1, len(order) + 1)}
+        best = candidates[law.frontier(candidates, [budget]).best[0]]
+        chosen = np.isin(self.names, best)
+        return self._allocation(budget, budget * self.unique * chosen / (self.unique * chosen).sum())
+
+    def parameters(self) -> dict:
+        return {"a": float(self.a), "d": float(self.d)} | range_parameters(self)
+
+    def pool_rows(self) -> list[dict]:
+        return [pool_row(p) | {"b": float(b), "tau": float(tau)} for p, b, tau in zip(self.pools, self.b, self.tau)]
+
+    @classmethod
+    def from_stored(cls, parameters: Mapping, pools: Sequence[Mapping], provenance: Mapping[str, str]) -> "GoyalLaw":
+        return cls(pools=tuple(pool_of_row(p) for p in pools), a=float(parameters["a"]), d=float(parameters["d"]),
+                   b=tuple(float(p["b"]) for p in pools), tau=tuple(float(p["tau"]) for p in pools),
+                   **stored_range(parameters), provenance=dict(provenance))
+
+    @classmethod
+    def from_scaling_law(cls, law: ScalingLaw, *, higher_is_better: bool = True,
+                         provenance: str = "published") -> "GoyalLaw":
+        """A :class:`ScalingLaw` (e.g. :data:`TMARS_DATACOMP_MEDIUM`) as a law, one pool per bucket.
+
+        It has no observations: no fit error (a zero-width band) and no observed range (never flagged).
         """
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1); got {level}")
-        n = np.asarray(samples_seen, dtype=np.float64)
-        accuracy = self.law.accuracy(pool, n)
-        sizes, _, _ = self.law._pool(pool)
-        low_n, high_n = self.samples_range
-        outside = np.maximum.reduce([np.zeros_like(n), np.log2(n / high_n), np.log2(low_n / n),
-                                     np.log2((n / sizes.sum()) / max(self.max_repetitions, 1.0))])
-        extrapolated = outside > self.far
-        if warn and np.any(extrapolated):
-            warnings.warn(f"predicting at up to {float(outside.max()):.1f} doublings outside the observed range "
-                          f"(samples seen {low_n:.3g}..{high_n:.3g}, up to {self.max_repetitions:.3g} repetitions); "
-                          "the band is widened accordingly", ExtrapolationWarning, stacklevel=2)
-        half = norm.ppf(0.5 + level / 2) * self.rmse * (1.0 + outside)
-        return Prediction(accuracy=accuracy, low=accuracy - half, high=accuracy + half, outside=outside,
-                          extrapolated=extrapolated)
+        buckets = list(law.buckets.items())
+        return cls(pools=tuple(Pool(name, int(bucket.size)) for name, bucket in buckets), a=law.a, d=law.d,
+                   b=tuple(bucket.b for _, bucket in buckets), tau=tuple(bucket.tau for _, bucket in buckets),
+                   higher_is_better=higher_is_better, provenance={name: provenance for name in _FIT_PARAMETERS})
+
+    @classmethod
+    def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
+            **options) -> "GoyalLaw":
+        """:func:`fit_goyal_law`."""
+        return fit_goyal_law(pools, observations, higher_is_better=higher_is_better, **options)
 
 
-def fit_scaling_law(
+def fit_goyal_law(
+    pools: Sequence[Pool],
     observations: Sequence[Observation],
-    sizes: Mapping[str, float],
     *,
+    higher_is_better: bool,
     loss: str = "soft_l1",
     f_scale: float = 0.01,
     far: float = 1.0,
-) -> ScalingFit:
-    """Fit shared ``(a, d)`` and per-bucket ``(b, tau)`` to observed errors by robust least squares.
+) -> GoyalLaw:
+    """Fit shared ``(a, d)`` and per-pool ``(b, tau)`` to observed metrics by robust least squares.
 
-    Minimises :math:`\\sum_o \\rho\\big((\\mathrm{error}(o) - \\mathrm{observed}_o)^2\\big)` with
-    SciPy's bounded trust-region least squares (``loss`` as in ``scipy.optimize.least_squares``,
-    ``f_scale`` its residual scale), started from a grid of 24 points over
-    ``(a, b, tau)`` (every bucket starting alike) and keeping the best end point.
+    Minimises :math:`\\sum_o \\rho\\big((\\mathrm{error}(o) - \\mathrm{observed}_o)^2\\big)` in error
+    units (``1 - value`` when ``higher_is_better``) with SciPy's bounded trust-region least
+    squares (``loss`` as in ``scipy.optimize.least_squares``, ``f_scale`` its residual scale),
+    started from a grid of 24 points over ``(a, b, tau)`` (every pool starting alike) and
+    keeping the best end point.
 
     Parameters
     ----------
+    pools : sequence of Pool
+        The buckets and their unique sizes (``ot`` and ``quality`` are not used).
     observations : sequence of Observation
-        Pools may combine buckets; each bucket must appear in ``sizes``.
-    sizes : mapping of bucket name to unique size
-        Unique samples per bucket.
+        Each on pools combined whole (:func:`union_weights`); every pool must appear in one.
+    higher_is_better : bool
+        ``True`` when the values are accuracies, ``False`` when they are errors.
     loss : str
         ``"linear"`` for plain least squares, or a robust loss (``"soft_l1"``, ``"huber"``, ``"cauchy"``).
     f_scale : float
         Residual scale of the robust loss, in error units.
     far : float
-        Doublings outside the observed range beyond which :meth:`ScalingFit.predict` warns.
+        Doublings outside the observed range beyond which a prediction is flagged ``extrapolated``.
 
     Returns
     -------
-    ScalingFit
-        ``rmse`` is the root-mean-square residual (error units) over the observations.
+    GoyalLaw
+        ``rmse`` is the root-mean-square residual (metric units) over the observations; every
+        parameter has the provenance of the observations.
     """
-    if len(observations) < 3:
-        raise ValueError(f"observations must hold at least 3 measurements; got {len(observations)}")
-    names = sorted({name for o in observations for name in o.pool})
-    missing = [name for name in names if name not in sizes]
-    if missing:
-        raise ValueError(f"sizes has no unique size for bucket(s) {missing}")
-    for o in observations:
-        if not (math.isfinite(o.samples_seen) and o.samples_seen > 0 and math.isfinite(o.error)):
-            raise ValueError(f"observations need finite samples_seen > 0 and a finite error; got {o!r}")
-    if len(observations) < 2 + 2 * len(names):
-        raise ValueError(f"{len(names)} buckets have {2 + 2 * len(names)} parameters; got only "
-                         f"{len(observations)} observations")
-    observed = np.array([o.error for o in observations])
+    pools = check_pools(pools)
+    k = len(pools)
+    law0 = GoyalLaw(pools=pools, a=1.0, d=0.0, b=(-0.1,) * k, tau=(1.0,) * k, higher_is_better=higher_is_better)
+    w, n, y = observation_arrays(law0, observations, minimum=3)
+    shown = w * n[:, None]
+    combinations = [law0.combination(row) for row in shown]
+    unseen = [name for name in law0.names if not any(name in c for c in combinations)]
+    if unseen:
+        raise ValueError(f"pool(s) {unseen} appear in no observation: their (b, tau) cannot be fitted")
+    if len(observations) < 2 + 2 * k:
+        raise ValueError(f"{k} pools have {2 + 2 * k} parameters; got only {len(observations)} observations")
+    observed = 1.0 - y if higher_is_better else y
 
     def law_of(theta: np.ndarray) -> ScalingLaw:
-        a, d, rest = theta[0], theta[1], theta[2:].reshape(len(names), 2)
-        return ScalingLaw(a=a, d=d, buckets={name: Bucket(b=b, tau=tau, size=float(sizes[name]))
-                                             for name, (b, tau) in zip(names, rest)})
+        return ScalingLaw(a=theta[0], d=theta[1], buckets={p.name: Bucket(b=b, tau=tau, size=float(p.unique))
+                                                           for p, (b, tau) in zip(pools, theta[2:].reshape(k, 2))})
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         law = law_of(theta)
-        return np.array([law.error(o.pool, o.samples_seen) for o in observations]) - observed
+        return np.array([float(law.error(c, size)) for c, size in zip(combinations, n)]) - observed
 
-    lower = np.array([1e-8, 0.0] + [-5.0, 1e-2] * len(names))
-    upper = np.array([1e8, 1.0] + [-1e-6, 1e3] * len(names))
+    lower = np.array([1e-8, 0.0] + [-5.0, 1e-2] * k)
+    upper = np.array([1e8, 1.0] + [-1e-6, 1e3] * k)
     best = None
     for a0 in (1e-3, 1e-2, 1e-1, 1.0):
         for b0 in (-0.05, -0.2):
             for tau0 in (1.0, 5.0, 20.0):
-                start = np.array([a0, max(observed.min() / 2, 0.0)] + [b0, tau0] * len(names))
-                result = least_squares(residuals, start, bounds=(lower, upper), loss=loss, f_scale=f_scale,
-                                       x_scale="jac", max_nfev=400)
+                start = np.array([a0, max(observed.min() / 2, 0.0)] + [b0, tau0] * k)
+                result = least_squares(residuals, np.clip(start, lower, upper), bounds=(lower, upper), loss=loss,
+                                       f_scale=f_scale, x_scale="jac", max_nfev=400)
                 if best is None or result.cost < best.cost:
                     best = result
     res = residuals(best.x)
-    seen = np.array([o.samples_seen for o in observations])
-    reps = np.array([o.samples_seen / sum(sizes[name] for name in o.pool) for o in observations])
-    return ScalingFit(law=law_of(best.x), rmse=float(np.sqrt(np.mean(res ** 2))), residuals=res,
-                      samples_range=(float(seen.min()), float(seen.max())), max_repetitions=float(reps.max()),
-                      far=far, cost=float(best.cost))
+    b, tau = best.x[2:].reshape(k, 2).T
+    origin = origin_of(observations)
+    return replace(law0, a=float(best.x[0]), d=float(best.x[1]), b=tuple(map(float, b)), tau=tuple(map(float, tau)),
+                   rmse=float(np.sqrt(np.mean(res ** 2))), observed_sizes=(float(n.min()), float(n.max())),
+                   observed_repetitions=float((shown / law0.unique).max()),
+                   provenance={name: origin for name in _FIT_PARAMETERS}, far=far)

@@ -4,8 +4,9 @@ import warnings
 import numpy as np
 import pytest
 
-from curation.scaling import (TMARS_DATACOMP_MEDIUM, TMARS_POOLS, Bucket, ExtrapolationWarning, Observation,
-                              ScalingLaw, fit_scaling_law)
+from curation.laws import Observation, Pool
+from curation.scaling import (TMARS_DATACOMP_MEDIUM, TMARS_POOLS, Bucket, ExtrapolationWarning, ScalingLaw,
+                              fit_goyal_law, union_weights)
 
 # DESIGN.md 3.5: predicted ImageNet zero-shot accuracy (%), buckets of 12.8M samples
 PUBLISHED = {
@@ -45,28 +46,38 @@ def test_formula_by_hand_single_pool():
 
 def test_fit_recovers_parameters_and_flags_extrapolation():
     truth = ScalingLaw(a=0.05, d=0.2, buckets={"hi": Bucket(-0.2, 4.0, 1e6), "lo": Bucket(-0.1, 10.0, 2e6)})
+    pools = [Pool("hi", 1_000_000), Pool("lo", 2_000_000)]
     rng = np.random.default_rng(0)
     observations = []
     for pool in [("hi",), ("lo",), ("hi", "lo")]:
         for n in np.geomspace(3e5, 3e7, 7):
             error = float(truth.error(pool, n)) + rng.normal(scale=5e-4)
-            observations.append(Observation(pool=pool, samples_seen=float(n), error=error))
-    fit = fit_scaling_law(observations, {"hi": 1e6, "lo": 2e6})
+            observations.append(Observation(union_weights(pools, pool), float(n), 1.0 - error))
+    fit = fit_goyal_law(pools, observations, higher_is_better=True)
     assert fit.rmse < 1e-3
-    np.testing.assert_allclose([fit.law.buckets["hi"].b, fit.law.buckets["lo"].b], [-0.2, -0.1], atol=0.02)
-    np.testing.assert_allclose([fit.law.buckets["hi"].tau, fit.law.buckets["lo"].tau], [4.0, 10.0], rtol=0.3)
-    np.testing.assert_allclose([fit.law.a, fit.law.d], [0.05, 0.2], rtol=0.3)
+    np.testing.assert_allclose(fit.b, [-0.2, -0.1], atol=0.02)
+    np.testing.assert_allclose(fit.tau, [4.0, 10.0], rtol=0.3)
+    np.testing.assert_allclose([fit.a, fit.d], [0.05, 0.2], rtol=0.3)
+    assert set(fit.provenance.values()) == {"pilot_runs"}
+    np.testing.assert_allclose(fit.fitted(observations), [o.value for o in observations], atol=3e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        inside = fit.predict(("hi",), 1e7)
-    assert not inside.extrapolated and inside.low < inside.accuracy < inside.high
+        inside = fit.predict({"hi": 1.0}, 1e7)
+    assert not inside.extrapolated and inside.low < inside.value < inside.high
+    np.testing.assert_allclose(inside.value, 1.0 - truth.error(("hi",), 1e7), atol=2e-3)
     with pytest.warns(ExtrapolationWarning):
-        far = fit.predict(("hi",), 1e9)
+        far = fit.predict({"hi": 1.0}, 1e9)
     assert far.extrapolated and (far.high - far.low) > 5 * (inside.high - inside.low)
 
 
 def test_fit_validates_inputs():
-    with pytest.raises(ValueError, match="unique size"):
-        fit_scaling_law([Observation(("x",), 1e6, 0.5)] * 4, {})
+    pools = [Pool("hi", 100), Pool("lo", 300)]
+    with pytest.raises(ValueError, match="unknown pool"):
+        fit_goyal_law(pools, [Observation({"x": 1.0}, 1e6, 0.5)] * 6, higher_is_better=True)
+    with pytest.raises(ValueError, match="appear in no observation"):
+        fit_goyal_law(pools, [Observation({"hi": 1.0}, 1e3 * (i + 1), 0.5) for i in range(6)], higher_is_better=True)
+    with pytest.raises(ValueError, match=r"must be \{'hi': 0.25, 'lo': 0.75\}"):
+        fit_goyal_law(pools, [Observation({"hi": 0.5, "lo": 0.5}, 1e3 * (i + 1), 0.5) for i in range(6)],
+                      higher_is_better=True)
     with pytest.raises(ValueError, match="bucket names"):
         TMARS_DATACOMP_MEDIUM.error(("nope",), 1e6)

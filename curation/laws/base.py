@@ -1,0 +1,292 @@
+r"""The performance-law interface (DESIGN.md 3.6): the types every law shares and the base class.
+
+A law is an estimator (STYLE.md, "Laws and predictions"): a class method :meth:`~PerformanceLaw.fit`
+takes named pools and pilot observations and returns the fitted law, whose fitted attributes
+are its parameters, fit error (``rmse``), observed range and provenance; the fitted law
+predicts the metric of a mixture at a budget with an uncertainty band, finds the mixture of
+best predicted metric at a budget, and stores itself as plain JSON (``to_stored``) and comes
+back from it (``restore``) unchanged.
+
+A law implements four things: how the metric follows from the samples shown per pool
+(:meth:`~PerformanceLaw.metric_at`), the optimiser, its parameters and pool rows, and fitting.
+Everything else (validating weights, the band, predictions at observations, the frontier,
+serialisation) is here, the same for every law.
+
+The band is the same for every law: half-width :math:`z_{(1+\text{level})/2} \cdot \mathrm{rmse}
+\cdot (1 + o)`, where :math:`o \ge 0` is how far the request lies outside the observations,
+in doublings of the budget or of the most repeated pool's repetitions; a prediction more than
+``far`` doublings outside is flagged ``extrapolated``.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import norm
+
+#: The implementations by ``kind`` (the value of ``PerformanceModel.kind``); filled by :func:`register`.
+LAWS: dict[str, type["PerformanceLaw"]] = {}
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A pool's ``name``, its ``unique`` documents and raw features (``ot`` distance to the target,
+    ``quality`` mean score; NaN when unknown)."""
+
+    name: str
+    unique: int
+    ot: float = math.nan
+    quality: float = math.nan
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A measured ``value`` of the metric after training on ``weights`` (pool -> weight) for ``size`` samples;
+    ``origin`` is ``pilot_runs`` (the user's runs) or ``proxy``."""
+
+    weights: Mapping[str, float]
+    size: float
+    value: float
+    origin: str = "pilot_runs"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Samples ``shown`` (P,) per pool at ``budget``; ``weights`` = shown / budget, ``repetitions`` = shown / unique."""
+
+    budget: float
+    pools: list[str]
+    shown: np.ndarray
+    weights: np.ndarray
+    repetitions: np.ndarray
+    unique_used: np.ndarray
+
+    def as_rows(self, available: Sequence[int]) -> list[dict]:
+        return [{"pool": name, "weight": float(w), "unique_documents": int(u), "available_documents": int(a),
+                 "repetitions": float(r), "samples": float(s)}
+                for name, w, u, a, r, s in zip(self.pools, self.weights, self.unique_used, available,
+                                               self.repetitions, self.shown)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``value`` with a ``[low, high]`` band; ``outside`` doublings beyond the observed range (0 inside),
+    ``extrapolated`` when that is more than the law's ``far``."""
+
+    value: float
+    low: float
+    high: float
+    outside: float
+    extrapolated: bool
+
+
+def register(cls: type["PerformanceLaw"]) -> type["PerformanceLaw"]:
+    """Class decorator: add a law to :data:`LAWS` under its ``kind``."""
+    known = LAWS.get(cls.kind)
+    if known is not None and known.__qualname__ != cls.__qualname__:  # the same class again: a reload
+        raise ValueError(f"two laws of kind {cls.kind!r}: {LAWS[cls.kind].__name__} and {cls.__name__}")
+    LAWS[cls.kind] = cls
+    return cls
+
+
+class PerformanceLaw(abc.ABC):
+    """A fitted performance law over named ``pools``.
+
+    Implementations are frozen dataclasses with a class attribute ``kind`` and at least these
+    fields: ``pools`` (tuple of :class:`Pool`), ``higher_is_better``, ``rmse`` (the fit's RMS
+    residual, metric units), ``observed_sizes`` ((min, max) samples of the observations),
+    ``observed_repetitions`` (the most any observation repeated a pool), ``provenance``
+    (parameter -> ``pilot_runs``, ``proxy``, ``defaults`` or ``published``) and ``far``
+    (doublings outside the observations beyond which a prediction is flagged).
+    """
+
+    kind: str
+    pools: tuple[Pool, ...]
+    higher_is_better: bool
+    rmse: float
+    observed_sizes: tuple[float, float]
+    observed_repetitions: float
+    provenance: Mapping[str, str]
+    far: float
+
+    # -- what each law implements --------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
+            **options) -> "PerformanceLaw":
+        """The law fitted to ``observations`` over ``pools``; ``ValueError`` when it cannot be."""
+
+    @abc.abstractmethod
+    def metric_at(self, shown) -> np.ndarray:
+        """The predicted metric for samples ``shown`` (..., P) per pool; returns shape (...)."""
+
+    @abc.abstractmethod
+    def optimize(self, budget: float) -> Allocation:
+        """The mixture of best predicted metric at ``budget`` samples."""
+
+    @abc.abstractmethod
+    def parameters(self) -> dict:
+        """The fitted parameters, direction, fit error and observed range, as JSON values."""
+
+    @abc.abstractmethod
+    def pool_rows(self) -> list[dict]:
+        """One JSON row per pool: ``name``, ``unique``, its features and its fitted per-pool values."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_stored(cls, parameters: Mapping, pools: Sequence[Mapping], provenance: Mapping[str, str]
+                    ) -> "PerformanceLaw":
+        """The law of :meth:`parameters`, :meth:`pool_rows` and ``provenance``."""
+
+    # -- the same for every law ----------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.pools]
+
+    @property
+    def unique(self) -> np.ndarray:
+        return np.array([p.unique for p in self.pools], dtype=np.float64)
+
+    def weights_vector(self, weights: Mapping[str, float]) -> np.ndarray:
+        unknown = sorted(set(weights) - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown pool(s) {unknown}; this model's pools are {self.names}")
+        w = np.array([float(weights.get(name, 0.0)) for name in self.names])
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(w.sum() - 1) > 1e-6:
+            raise ValueError(f"weights must be finite, >= 0 and sum to 1; they sum to {w.sum():.8g}")
+        return w
+
+    def predict(self, weights: Mapping[str, float], budget: float, *, level: float = 0.95) -> Prediction:
+        """The metric after ``budget`` samples of ``weights`` with a band widened outside the observed range."""
+        check_budget(budget)
+        shown = self.weights_vector(weights) * budget
+        return self._band(float(self.metric_at(shown)), budget, shown, level)
+
+    def fitted(self, observations: Sequence[Observation]) -> np.ndarray:
+        """The predicted metric (n,) at each observation's mixture and size (the fit's fitted values)."""
+        if not observations:
+            return np.zeros(0)
+        return np.asarray(self.metric_at(np.stack([self.weights_vector(o.weights) * o.size for o in observations])),
+                          dtype=np.float64)
+
+    def frontier(self, budgets: Sequence[float], *, level: float = 0.95) -> list[dict]:
+        """Best mixture and its predicted metric at each budget (ascending)."""
+        rows = []
+        for budget in sorted(float(b) for b in budgets):
+            allocation = self.optimize(budget)
+            prediction = self._band(float(self.metric_at(allocation.shown)), budget, allocation.shown, level)
+            rows.append({"budget": budget, "value": prediction.value, "low": prediction.low,
+                         "high": prediction.high, "extrapolated": prediction.extrapolated,
+                         "weights": {n: float(w) for n, w in zip(allocation.pools, allocation.weights) if w > 0}})
+        return rows
+
+    def to_stored(self) -> dict:
+        """The law as JSON, keyed like the ``PerformanceModel`` columns: ``kind``, ``parameters``, ``pools``,
+        ``provenance`` and ``fit_error``."""
+        return {"kind": self.kind, "parameters": self.parameters(), "pools": self.pool_rows(),
+                "provenance": dict(self.provenance), "fit_error": float(self.rmse)}
+
+    @classmethod
+    def restore(cls, stored: Mapping) -> "PerformanceLaw":
+        """The law of :meth:`to_stored` (``parameters``, ``pools`` and optional ``provenance``)."""
+        if stored.get("kind", cls.kind) != cls.kind:
+            raise ValueError(f"a stored {stored['kind']!r} law is not a {cls.kind!r} law")
+        return cls.from_stored(stored["parameters"], stored["pools"], stored.get("provenance") or {})
+
+    # -- helpers for the implementations -------------------------------------------------
+    def _allocation(self, budget: float, shown: np.ndarray) -> Allocation:
+        size = self.unique
+        return Allocation(budget=budget, pools=self.names, shown=shown, weights=shown / budget,
+                          repetitions=shown / size, unique_used=np.ceil(np.minimum(shown, size) - 1e-9).astype(int))
+
+    def _band(self, value: float, budget: float, shown: np.ndarray, level: float) -> Prediction:
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1); got {level}")
+        low_n, high_n = self.observed_sizes
+        repetitions = float((shown / self.unique).max())
+        outside = max(0.0, math.log2(budget / high_n), math.log2(low_n / budget),
+                      math.log2(max(repetitions, 1.0) / max(self.observed_repetitions, 1.0)))
+        half = norm.ppf(0.5 + level / 2) * self.rmse * (1.0 + outside)
+        return Prediction(value=value, low=value - half, high=value + half, outside=outside,
+                          extrapolated=outside > self.far)
+
+
+def check_budget(budget: float) -> None:
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a finite number > 0; got {budget}")
+
+
+def observation_arrays(law: PerformanceLaw, observations: Sequence[Observation], *, minimum: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights (n, P), sizes (n,), values (n,))`` of validated observations, at least ``minimum`` of them."""
+    if len(observations) < minimum:
+        raise ValueError(f"fitting needs at least {minimum} observations; got {len(observations)}")
+    w = np.stack([law.weights_vector(o.weights) for o in observations])
+    n = np.array([o.size for o in observations], dtype=np.float64)
+    y = np.array([o.value for o in observations], dtype=np.float64)
+    if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(y))):
+        raise ValueError("observation sizes must be finite and > 0 and values finite")
+    return w, n, y
+
+
+def origin_of(observations: Sequence[Observation]) -> str:
+    """The provenance of parameters fitted to ``observations``: ``pilot_runs`` when any came from the user."""
+    return "pilot_runs" if any(o.origin == "pilot_runs" for o in observations) else "proxy"
+
+
+def check_pools(pools: Sequence[Pool]) -> tuple[Pool, ...]:
+    pools = tuple(pools)
+    if len({p.name for p in pools}) != len(pools) or not pools:
+        raise ValueError("pools must be a non-empty sequence with unique names")
+    if any(p.unique < 1 for p in pools):
+        raise ValueError("every pool needs at least one unique document")
+    return pools
+
+
+def pool_row(pool: Pool) -> dict:
+    """A pool as JSON (NaN features as ``None``)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(pool).items()}
+
+
+def pool_of_row(row: Mapping) -> Pool:
+    """The :class:`Pool` of a :func:`pool_row` (extra keys ignored)."""
+    return Pool(name=row["name"], unique=int(row["unique"]), ot=_float(row.get("ot")),
+                quality=_float(row.get("quality")))
+
+
+def stored_range(parameters: Mapping) -> dict:
+    """The fit-quality fields every law stores in its parameters, read back."""
+    return {"higher_is_better": bool(parameters["higher_is_better"]), "rmse": float(parameters["rmse"]),
+            "observed_sizes": tuple(float(s) for s in parameters["observed_sizes"]),
+            "observed_repetitions": float(parameters["observed_repetitions"]),
+            "far": float(parameters.get("far", 1.0))}
+
+
+def range_parameters(law: PerformanceLaw) -> dict:
+    """The fit-quality fields of :func:`stored_range`, as JSON."""
+    return {"higher_is_better": law.higher_is_better, "rmse": law.rmse, "observed_sizes": list(law.observed_sizes),
+            "observed_repetitions": law.observed_repetitions, "far": law.far}
+
+
+def budget_in_samples(budget: float, unit: str, *, tokens_per_sample: float, parameters: float | None = None) -> float:
+    """Convert a budget to samples: ``samples``; ``tokens`` / tokens per sample; ``flops`` via
+    tokens = FLOPs / (6 * parameters) (Kaplan et al. 2020)."""
+    check_budget(budget)
+    if unit == "samples":
+        return budget
+    if tokens_per_sample <= 0:
+        raise ValueError("the corpus has no tokens; give the budget in samples")
+    if unit == "tokens":
+        return budget / tokens_per_sample
+    if unit == "flops":
+        if not parameters or parameters <= 0:
+            raise ValueError("a budget in flops needs model_parameters > 0 (tokens = flops / (6 * parameters))")
+        return budget / (6.0 * parameters) / tokens_per_sample
+    raise ValueError(f"budget_unit must be one of samples, tokens, flops; got {unit!r}")
+
+
+def _float(value) -> float:
+    return math.nan if value is None else float(value)
