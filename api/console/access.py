@@ -5,6 +5,7 @@ tenant the user may not see is a 404, exactly like another tenant's object in th
 """
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -20,7 +21,10 @@ def console_tenants(user) -> QuerySet[Tenant]:
 
 
 def console_tenant(user, tenant_id) -> Tenant:
-    tenant = console_tenants(user).filter(pk=tenant_id).first()
+    try:
+        tenant = console_tenants(user).filter(pk=tenant_id).first()
+    except ValidationError:  # a malformed id is none of the user's tenants
+        tenant = None
     if tenant is None:
         raise Http404("no such tenant")
     return tenant

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.db import models
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views import View
 
 from api.console.access import console_tenant, console_tenants
+from api.core.errors import ApplicationError
 
 
 def not_found(request, message: str = "") -> HttpResponse:
     return render(request, "console/404.html", {"message": message}, status=404)
+
+
+def page_error(exc: ApplicationError) -> dict:
+    """An API error as the page shows it: the same code and message the API returns."""
+    return {"code": exc.code, "message": exc.message, "detail": exc.detail}
 
 
 class ConsoleView(View):
@@ -49,3 +55,10 @@ class ConsoleView(View):
     def page(self, context: dict | None = None, *, status: int = 200, template: str | None = None) -> HttpResponse:
         base = {"tenant": self.tenant, "tenants": console_tenants(self.request.user), "section": self.section}
         return render(self.request, template or self.template_name, {**base, **(context or {})}, status=status)
+
+
+class PostOnlyView(ConsoleView):
+    """An action (delete, cancel, ...): a GET is answered 405."""
+
+    def get(self, request, *args, **kwargs):
+        return HttpResponseNotAllowed(["POST"])

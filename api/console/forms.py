@@ -6,6 +6,7 @@ import json
 
 from django import forms
 
+from api.core.errors import ApplicationError
 from api.jobs.kinds import KINDS
 from curation.ingest import FORMATS
 
@@ -48,11 +49,13 @@ class ApiKeyForm(forms.Form):
 
 
 def parse_params(text: str) -> dict:
-    """The JSON object in a params box; ``ValueError`` with a readable reason otherwise."""
+    """The JSON object in a params box; an :class:`ApplicationError` on ``params`` with a readable reason otherwise."""
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
-        raise ValueError(f"params is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        raise ApplicationError("validation_error", f"params is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                               f"column {exc.colno})", field="params") from None
     if not isinstance(value, dict):
-        raise ValueError(f"params must be a JSON object {{...}}; got {type(value).__name__}")
+        raise ApplicationError("validation_error", f"params must be a JSON object {{...}}; got {type(value).__name__}",
+                               field="params")
     return value

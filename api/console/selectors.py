@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections import Counter
 
 import numpy as np
@@ -10,19 +11,34 @@ import pyarrow.parquet as pq
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.datasets.models import Dataset
-from api.datasets.selectors import dataset_usage
+from api.datasets.selectors import dataset_get, dataset_score_jobs, dataset_usage
 from api.jobs.models import Job, JobUnit
 from api.jobs.selectors import job_counts
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.schedules.models import Schedule, ScheduleFiring
+from api.schedules.selectors import schedule_list, schedule_next_run
 from api.tenancy.models import Tenant
+from curation.storage import Keys
 
 logger = logging.getLogger(__name__)
 HISTOGRAM_BINS = 30
 #: Stages with more units than this show counts only, not one cell per unit.
 UNIT_GRID_LIMIT = 400
+
+
+def _query_value(value: str, *, is_id: bool = False) -> str | None:
+    """A filter from a query string as the rows store it; ``None`` where no row can match it:
+    a malformed id, or a NUL byte (which no stored text holds, and PostgreSQL refuses)."""
+    if "\x00" in value:
+        return None
+    if not is_id:
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def usage(*, tenant: Tenant) -> dict:
@@ -43,19 +59,38 @@ def usage(*, tenant: Tenant) -> dict:
     }
 
 
+def overview(*, tenant: Tenant) -> dict:
+    """What the tenant's front page shows: usage, dataset counts, recent jobs and mixtures, schedules."""
+    return {
+        "usage": usage(tenant=tenant),
+        "dataset_counts": dataset_counts(tenant=tenant),
+        "recent_jobs": jobs_filtered(tenant=tenant)[:8],
+        "recent_mixtures": recent_mixtures(tenant=tenant),
+        "schedules": schedules_with_next_run(tenant=tenant, limit=5),
+    }
+
+
+def schedules_with_next_run(*, tenant: Tenant, limit: int) -> list[tuple[Schedule, object]]:
+    """``(schedule, when it fires next)`` for the tenant's newest ``limit`` schedules."""
+    return [(schedule, schedule_next_run(schedule)) for schedule in schedule_list(tenant=tenant)[:limit]]
+
+
 def dataset_counts(*, tenant: Tenant) -> dict[str, int]:
     rows = Dataset.objects.for_tenant(tenant).values("kind").annotate(n=Count("id"))
     return {row["kind"]: row["n"] for row in rows}
 
 
 def jobs_filtered(*, tenant: Tenant, status: str = "", kind: str = "", dataset: str = "") -> QuerySet[Job]:
+    """The tenant's jobs, newest first; a filter no job can match (a malformed dataset id) matches none."""
     jobs = Job.objects.for_tenant(tenant).order_by("-created_at")
     if status:
-        jobs = jobs.filter(status=status)
+        jobs = jobs.filter(status=status) if status in Job.Status.values else jobs.none()
     if kind:
-        jobs = jobs.filter(kind=kind)
+        kind = _query_value(kind)
+        jobs = jobs.filter(kind=kind) if kind is not None else jobs.none()
     if dataset:
-        jobs = jobs.filter(Q(params__corpus=dataset) | Q(params__benchmark=dataset))
+        dataset = _query_value(dataset, is_id=True)
+        jobs = jobs.filter(Q(params__corpus=dataset) | Q(params__benchmark=dataset)) if dataset else jobs.none()
     return jobs
 
 
@@ -93,21 +128,31 @@ def job_unit_progress(*, job: Job) -> list[dict]:
     return stages
 
 
+def job_datasets(*, job: Job) -> list[tuple[str, Dataset, str]]:
+    """``(params key, dataset, URL plural)`` for the corpus and benchmark the job's params name."""
+    found = []
+    for key, plural in (("corpus", "corpora"), ("benchmark", "benchmarks")):
+        dataset_id = _query_value(job.params[key], is_id=True) if isinstance(job.params.get(key), str) else None
+        dataset = dataset_get(tenant=job.tenant_id, dataset_id=dataset_id) if dataset_id else None
+        if dataset is not None:
+            found.append((key, dataset, plural))
+    return found
+
+
 def job_started_by(*, job: Job) -> Schedule | None:
     firing = (ScheduleFiring.objects.for_tenant(job.tenant_id).filter(job=job, outcome="created")
               .select_related("schedule").first())
     return firing.schedule if firing else None
 
 
-def score_metrics(*, dataset: Dataset) -> list[tuple[str, Job]]:
-    """``(metric, job)`` for each metric a succeeded job computed on the corpus, newest job per metric."""
-    jobs = (Job.objects.for_tenant(dataset.tenant_id)
-            .filter(status=Job.Status.SUCCEEDED, params__corpus=str(dataset.pk)).order_by("-finished_at")[:50])
-    found: dict[str, Job] = {}
-    for job in jobs:
-        for metric in (job.result or {}).get("score_metrics", []):
-            found.setdefault(metric, job)
-    return sorted(found.items())
+def score_histograms(*, dataset: Dataset) -> list[tuple[str, Job, dict]]:
+    """``(metric, job, histogram)`` for each metric with stored scores on the corpus (newest job per metric)."""
+    found = []
+    for metric, job in sorted(dataset_score_jobs(dataset=dataset).items()):
+        data = score_histogram(dataset=dataset, job=job, metric=metric)
+        if data:
+            found.append((metric, job, data))
+    return found
 
 
 def score_histogram(*, dataset: Dataset, job: Job, metric: str) -> dict | None:
@@ -120,13 +165,13 @@ def score_histogram(*, dataset: Dataset, job: Job, metric: str) -> dict | None:
     cached = cache.get(key)
     if cached is not None:
         return cached
-    store = artifact_store()
+    store = tenant_storage(dataset.tenant_id)
     scores, kept, reasons = [], [], Counter()
     for index in range(dataset.shard_count):
-        path = store.scores_path(dataset.tenant_id, job.pk, metric, index)
-        if not path.is_file():
+        name = Keys.scores(job.pk, metric, index)
+        if not store.exists(name):
             continue
-        table = pq.read_table(path, columns=["score", "kept", "reason"])
+        table = pq.read_table(store.local_path(name), columns=["score", "kept", "reason"])
         scores.append(table.column("score").to_numpy(zero_copy_only=False).astype(np.float64))
         kept.append(table.column("kept").to_numpy(zero_copy_only=False).astype(bool))
         reasons.update(table.column("reason").to_pylist())
@@ -158,7 +203,16 @@ def recent_mixtures(*, tenant: Tenant, limit: int = 5) -> list[Mixture]:
 
 def mixtures_list(*, tenant: Tenant, corpus: str = "") -> QuerySet[Mixture]:
     mixtures = Mixture.objects.for_tenant(tenant).select_related("corpus").order_by("-created_at")
-    return mixtures.filter(corpus_id=corpus) if corpus else mixtures
+    if not corpus:
+        return mixtures
+    corpus = _query_value(corpus, is_id=True)
+    return mixtures.filter(corpus_id=corpus) if corpus else mixtures.none()
+
+
+def performance_model_mixtures(*, model: PerformanceModel, limit: int = 20) -> list[Mixture]:
+    """The newest mixtures computed with the model."""
+    return list(Mixture.objects.for_tenant(model.tenant_id).filter(performance_model=model)
+                .order_by("-created_at")[:limit])
 
 
 def performance_models_list(*, tenant: Tenant) -> QuerySet[PerformanceModel]:
@@ -169,9 +223,11 @@ def pilot_run_groups(*, tenant: Tenant, corpus: str = "", metric: str = "") -> l
     """Pilot runs grouped by (corpus, metric), each group's runs ordered by mixture and size."""
     runs = PilotRun.objects.for_tenant(tenant).select_related("corpus").order_by("corpus__name", "metric", "size")
     if corpus:
-        runs = runs.filter(corpus_id=corpus)
+        corpus = _query_value(corpus, is_id=True)
+        runs = runs.filter(corpus_id=corpus) if corpus else runs.none()
     if metric:
-        runs = runs.filter(metric=metric)
+        metric = _query_value(metric)
+        runs = runs.filter(metric=metric) if metric is not None else runs.none()
     groups: dict[tuple, dict] = {}
     for run in runs[:5000]:
         group = groups.setdefault((run.corpus_id, run.metric), {"corpus": run.corpus, "metric": run.metric,

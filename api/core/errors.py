@@ -3,6 +3,10 @@
 Shape (DESIGN.md section 4)::
 
     {"error": {"code": "not_found", "message": "...", "detail": {...}}}
+
+Services raise only :class:`ApplicationError`: :func:`invalid_param` for one bad
+parameter (named, with what it accepts and what was given), :func:`validated` to turn a serializer's errors into :func:`validation_error`, which renders
+exactly as DRF's own ``ValidationError`` does.
 """
 from __future__ import annotations
 
@@ -11,20 +15,29 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
-    """A failure the caller can act on; services raise it, the handler renders it."""
+    """A failure the caller can act on; services raise it, the handler renders it.
 
-    def __init__(self, code: str, message: str, *, detail: dict | None = None, status_code: int = 400):
+    ``field`` names the input at fault (``"cron"``, ``"params.corpus"``); it is also
+    ``detail["field"]``, where the rendered error carries it.
+    """
+
+    def __init__(self, code: str, message: str, *, detail: dict | None = None, status_code: int = 400,
+                 field: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.detail = detail or {}
+        detail = dict(detail or {})
+        if field is not None:
+            detail = {"field": field, **{key: value for key, value in detail.items() if key != "field"}}
+        self.detail = detail
+        self.field = detail.get("field")
         self.status_code = status_code
 
 
@@ -45,13 +58,14 @@ _DRF_CODES = {
 }
 
 
-def _validation_message(detail) -> str:
+def validation_message(detail) -> str:
+    """One line for a serializer's errors: ``"name: This field is required.; budget: ..."``."""
     if isinstance(detail, dict):
         parts = []
         for field, errors in detail.items():
             first = errors[0] if isinstance(errors, list) and errors else errors
             if isinstance(first, dict):
-                first = _validation_message(first)
+                first = validation_message(first)
             parts.append(f"{field}: {first}")
         return "; ".join(parts) or "invalid input"
     if isinstance(detail, list):
@@ -59,10 +73,43 @@ def _validation_message(detail) -> str:
     return str(detail)
 
 
+def validation_error(detail) -> ApplicationError:
+    """Input errors (a serializer's ``errors``, or anything ``serializers.ValidationError`` takes)
+    as the one application error, rendered as a DRF validation error always was."""
+    detail = exceptions.ValidationError(detail).detail
+    return ApplicationError("validation_error", validation_message(detail), detail={"fields": detail})
+
+
+def validated(serializer: serializers.Serializer) -> dict:
+    """``serializer.validated_data``, or :func:`validation_error` of its errors (never DRF's exception)."""
+    if not serializer.is_valid():
+        raise validation_error(serializer.errors)
+    return serializer.validated_data
+
+
+def invalid_param(name: str, given, *, allowed=None, expected: str | None = None, code: str = "validation_error",
+                  detail: dict | None = None, status_code: int = 400) -> ApplicationError:
+    """A bad parameter in scikit-learn's words: the parameter, what it accepts, and what was given.
+
+    >>> invalid_param("kind", "x", allowed=["a", "b"]).message
+    "kind must be one of ['a', 'b']; got 'x'"
+    >>> invalid_param("budget", float("inf"), expected="a finite number > 0").message
+    'budget must be a finite number > 0; got inf'
+
+    ``allowed`` (listed in the message and in ``detail["allowed"]``) or ``expected`` (a
+    phrase) says what is accepted; ``field`` is ``name``.
+    """
+    if allowed is not None:
+        allowed = list(allowed)
+        accepts, detail = f"one of {allowed!r}", {**(detail or {}), "allowed": allowed}
+    else:
+        accepts = expected or "valid"
+    return ApplicationError(code, f"{name} must be {accepts}; got {given!r}", detail=detail, field=name,
+                            status_code=status_code)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF exception handler: every error, including unhandled ones, in the one shape."""
-    if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -70,10 +117,9 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     elif isinstance(exc, DjangoValidationError):  # e.g. a malformed id in a query filter
         exc = exceptions.ValidationError(exc.messages)
     if isinstance(exc, exceptions.ValidationError):
-        return Response(
-            error_body("validation_error", _validation_message(exc.detail), {"fields": exc.detail}),
-            status=status.HTTP_400_BAD_REQUEST,
-        )
+        exc = validation_error(exc.detail)
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
         detail = {"retry_after_seconds": exc.wait} if isinstance(exc, exceptions.Throttled) and exc.wait else {}

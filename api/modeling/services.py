@@ -9,7 +9,7 @@ from api.datasets.selectors import dataset_get
 from api.modeling.models import PerformanceModel, PilotRun
 from api.modeling.selectors import performance_model_get
 from api.tenancy.models import Tenant
-from curation.mixture import MixtureLaw, budget_in_samples
+from curation.laws import LAWS, PerformanceLaw, budget_in_samples, restore_law
 from curation.pools import known_pools, validate_mixture
 
 
@@ -24,14 +24,14 @@ def pilot_runs_create(*, tenant: Tenant, observations: list[dict], origin: str =
             corpus = dataset_get(tenant=tenant, dataset_id=corpus_id, kind=Dataset.Kind.CORPUS)
             if corpus is None:
                 raise ApplicationError("not_found", f"item {position}: no corpus with id {corpus_id}",
-                                       detail={"item": position, "field": "corpus"}, status_code=404)
+                                       field="corpus", detail={"item": position}, status_code=404)
             corpora[corpus_id] = corpus
         corpus = corpora[corpus_id]
         try:
             mixture = validate_mixture(item["mixture"], known_pools(corpus.source_counts))
         except ValueError as exc:
-            raise ApplicationError("invalid_mixture", f"item {position}: {exc}",
-                                   detail={"item": position, "field": "mixture"}) from None
+            raise ApplicationError("invalid_mixture", f"item {position}: {exc}", field="mixture",
+                                   detail={"item": position}) from None
         runs.append(PilotRun(tenant=tenant, corpus=corpus, mixture=mixture, size=item["size"],
                              metric=item["metric"], value=item["value"],
                              higher_is_better=item["higher_is_better"], origin=origin))
@@ -39,8 +39,25 @@ def pilot_runs_create(*, tenant: Tenant, observations: list[dict], origin: str =
         return PilotRun.objects.for_tenant(tenant).bulk_create(runs)
 
 
-def performance_model_law(model: PerformanceModel) -> MixtureLaw:
-    return MixtureLaw.from_stored(model.parameters, model.pools, model.provenance)
+def performance_model_law(model: PerformanceModel) -> PerformanceLaw:
+    """The stored model's law, by its ``kind``; a kind this library has no law for is an ``ApplicationError``.
+
+    A stored parameter set the law cannot read raises ``KeyError``, ``TypeError`` or ``ValueError``.
+    """
+    if model.kind not in LAWS:
+        raise ApplicationError("unknown_model_kind", f"performance model {model.pk} is of kind {model.kind!r}; "
+                               f"this server knows the kinds {sorted(LAWS)}", field="performance_model",
+                               status_code=409)
+    return restore_law(model.kind, {"parameters": model.parameters, "pools": model.pools,
+                                    "provenance": model.provenance})
+
+
+def _request_checked(field: str, check, *args, **kwargs):
+    """``check(*args, **kwargs)``; its ``ValueError`` as an invalid prediction request about ``field``."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as exc:
+        raise ApplicationError("invalid_prediction_request", str(exc), field=field) from None
 
 
 def prediction_create(*, tenant: Tenant, model_id, mixture: dict, budget: float, budget_unit: str = "samples",
@@ -48,18 +65,15 @@ def prediction_create(*, tenant: Tenant, model_id, mixture: dict, budget: float,
     """The predicted metric and band of ``mixture`` at ``budget`` under a fitted model (synchronous)."""
     model = performance_model_get(tenant=tenant, model_id=model_id)
     if model is None:
-        raise ApplicationError("not_found", f"no performance model with id {model_id}",
-                               detail={"field": "performance_model"}, status_code=404)
+        raise ApplicationError("not_found", f"no performance model with id {model_id}", field="performance_model",
+                               status_code=404)
     law = performance_model_law(model)
     corpus = model.corpus
-    try:
-        samples = budget_in_samples(budget, budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
-                                    parameters=model_parameters)
-        weights = validate_mixture(mixture, set(law.names))
-        prediction = law.predict(weights, samples, level=level)
-    except ValueError as exc:
-        field = "mixture" if "pool" in str(exc) or "weight" in str(exc) else "budget"
-        raise ApplicationError("invalid_prediction_request", str(exc), detail={"field": field}) from None
+    samples = _request_checked("budget", budget_in_samples, budget, budget_unit,
+                               tokens_per_sample=corpus.tokens / max(corpus.documents, 1), parameters=model_parameters)
+    weights = _request_checked("mixture", validate_mixture, mixture, set(law.names))
+    # Budget and mixture are valid here; what predict can still reject is the budget in samples (overflow).
+    prediction = _request_checked("budget", law.predict, weights, samples, level=level)
     unique = dict(zip(law.names, law.unique))
     return {
         "performance_model": str(model.pk), "metric": model.metric, "higher_is_better": model.higher_is_better,

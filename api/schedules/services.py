@@ -18,9 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat import validators as cron_validators
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-from rest_framework import serializers
 
-from api.core.errors import ApplicationError, _validation_message
+from api.core.errors import ApplicationError, invalid_param
 from api.core.scope import tenant_scope
 from api.jobs import services as job_services
 from api.jobs.kinds import KINDS
@@ -44,7 +43,7 @@ def cron_fields(expression: str) -> dict[str, str]:
     if len(parts) != 5:
         raise ApplicationError(
             "invalid_cron", f"cron must have 5 fields (minute hour day-of-month month day-of-week, UTC); "
-            f"got {len(parts)} in {expression!r}", detail={"field": "cron"})
+            f"got {len(parts)} in {expression!r}", field="cron")
     fields = dict(zip(CRON_FIELDS, parts))
     for (name, value), validator in zip(fields.items(), _CRON_VALIDATORS):
         try:
@@ -52,34 +51,32 @@ def cron_fields(expression: str) -> dict[str, str]:
         except (DjangoValidationError, ValueError) as exc:
             message = exc.messages[0] if isinstance(exc, DjangoValidationError) else str(exc)
             raise ApplicationError("invalid_cron", f"cron field {name.replace('_', '-')} {value!r} is invalid: "
-                                   f"{message}", detail={"field": "cron", "part": name}) from None
+                                   f"{message}", field="cron", detail={"part": name}) from None
     try:
         celery_crontab(**fields)
     except (ValueError, TypeError) as exc:
-        raise ApplicationError("invalid_cron", f"cron {expression!r} is invalid: {exc}",
-                               detail={"field": "cron"}) from None
+        raise ApplicationError("invalid_cron", f"cron {expression!r} is invalid: {exc}", field="cron") from None
     return fields
 
 
 def _validate_timing(cron: str, interval_seconds: int | None) -> None:
     if bool(cron) == (interval_seconds is not None):
         raise ApplicationError("invalid_timing", "give exactly one of cron (e.g. '0 3 * * *') or interval_seconds",
-                               detail={"field": "cron" if cron else "interval_seconds"})
+                               field="cron" if cron else "interval_seconds")
     if cron:
         cron_fields(cron)
         return
     low = settings.SCHEDULE_MIN_INTERVAL_SECONDS
     if not low <= interval_seconds <= MAX_INTERVAL_SECONDS:
-        raise ApplicationError(
-            "invalid_interval", f"interval_seconds must be between {low} and {MAX_INTERVAL_SECONDS}; "
-            f"got {interval_seconds}", detail={"field": "interval_seconds", "min": low, "max": MAX_INTERVAL_SECONDS})
+        raise invalid_param("interval_seconds", interval_seconds, code="invalid_interval",
+                            expected=f"between {low} and {MAX_INTERVAL_SECONDS}",
+                            detail={"min": low, "max": MAX_INTERVAL_SECONDS})
 
 
 def job_template_validate(*, tenant: Tenant, kind: str, params: dict) -> dict:
     """The params normalised exactly as ``POST /api/v1/jobs/`` would (same errors), without creating a job."""
     if kind not in KINDS:
-        raise ApplicationError("unknown_kind", f"kind must be one of {sorted(KINDS)}; got {kind!r}",
-                               detail={"field": "kind", "allowed": sorted(KINDS)})
+        raise invalid_param("kind", kind, allowed=sorted(KINDS), code="unknown_kind")
     return KINDS[kind].validate(tenant=tenant, params=params or {})
 
 
@@ -208,10 +205,6 @@ def schedule_fire(*, schedule_id) -> str:
             except ApplicationError as exc:
                 _record(schedule, ScheduleFiring.Outcome.FAILED, reason=f"{exc.code}: {exc.message}")
                 return f"failed: {exc.code}"
-            except serializers.ValidationError as exc:
-                _record(schedule, ScheduleFiring.Outcome.FAILED,
-                        reason=f"validation_error: {_validation_message(exc.detail)}")
-                return "failed: validation_error"
             except Exception as exc:  # noqa: BLE001 - the firing records why, the operator sees it
                 logger.exception("schedule %s could not create its job", schedule.pk)
                 _record(schedule, ScheduleFiring.Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
