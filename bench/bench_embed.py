@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from curation.embedders import get_embedder
     from curation.ingest import SHARD_SCHEMA
     from curation.pipeline import embed_shard
+    from curation.storage import Keys, LocalStorage
 
     texts, origin = load_texts(args.corpus, args.docs)
     print(f"Machine: {machine()}", flush=True)
@@ -134,16 +135,17 @@ def main(argv: list[str] | None = None) -> int:
 
     chunks = [texts[i:i + args.chunk] for i in range(0, len(texts), args.chunk)]
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+    storage = LocalStorage(work)
     for number, chunk in enumerate(chunks):  # one shard per chunk, as an embed job sees them
-        pq.write_table(pa.Table.from_arrays(
-            [pa.array([str(i) for i in range(len(chunk))]), pa.array(chunk), pa.array([None] * len(chunk), pa.string()),
-             pa.array([None] * len(chunk), pa.string())], schema=SHARD_SCHEMA), work / f"shard-{number:05d}.parquet")
+        with storage.writer(Keys.shard("bench", number)) as shard:
+            pq.write_table(pa.Table.from_arrays(
+                [pa.array([str(i) for i in range(len(chunk))]), pa.array(chunk),
+                 pa.array([None] * len(chunk), pa.string()), pa.array([None] * len(chunk), pa.string())],
+                schema=SHARD_SCHEMA), shard)
 
     def run_shard(number: int) -> None:
-        embeddings, index = work / f"emb-{number:05d}.npy", work / f"faiss-{number:05d}.faiss"
-        for path in (embeddings, index, embeddings.with_suffix(".json")):
-            path.unlink(missing_ok=True)
-        stats = embed_shard(work / f"shard-{number:05d}.parquet", embeddings, index, ours, batch_size=args.batch_size)
+        storage.delete_prefix("datasets/bench/embeddings")  # never the cached vectors
+        stats = embed_shard(storage, "bench", number, ours, batch_size=args.batch_size)
         assert not stats["cached"] and stats["documents"] == len(chunks[number])
 
     paths = {

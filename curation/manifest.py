@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.mixture import Allocation
-from curation.storage import atomic_write_bytes
+from curation.laws import Allocation
+from curation.storage import Storage
 
 
 def select_documents(pool_of_document: Sequence[str | None], allocation: Allocation, *, quality=None,
@@ -55,18 +54,18 @@ def select_documents(pool_of_document: Sequence[str | None], allocation: Allocat
             "repeats": np.concatenate(repeats)}
 
 
-def write_manifest(path: Path, *, ids: Sequence[str], selection: dict[str, np.ndarray]) -> int:
+def write_manifest(storage: Storage, name: str, *, ids: Sequence[str], selection: dict[str, np.ndarray]) -> int:
     """Write the manifest of ``selection`` (from :func:`select_documents`) atomically; returns its rows."""
     table = pa.table({"id": pa.array([ids[i] for i in selection["position"]], pa.string()),
                       "pool": pa.array(list(selection["pool"]), pa.string()),
                       "repeats": pa.array(selection["repeats"], pa.int64())})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    atomic_write_bytes(path, buffer.getvalue())
+    storage.write_bytes(name, buffer.getvalue())
     return table.num_rows
 
 
-def iter_manifest_jsonl(path: Path, *, batch_size: int = 8192) -> Iterator[bytes]:
-    """JSON lines of the manifest, one record batch at a time."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+def iter_manifest_jsonl(source, *, batch_size: int = 8192) -> Iterator[bytes]:
+    """JSON lines of the manifest (a path or a binary file), one record batch at a time."""
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
         yield "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode()

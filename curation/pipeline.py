@@ -1,7 +1,9 @@
-"""Per-shard pipeline steps, shared by the Celery executor and the library/CLI.
+"""Reading and writing a dataset's shard artifacts: embeddings per shard, columns and
+rows at global positions, a shard at a time.
 
-Each step reads one shard, writes its outputs atomically to deterministic paths and
-returns a small stats dict; running a step twice gives the same files (idempotent).
+Writers go through a :class:`~curation.storage.Storage` (atomic, deterministic keys, so
+running one twice gives the same objects); readers take the local files the storage
+hands out (``storage.local_path``).
 """
 from __future__ import annotations
 
@@ -15,11 +17,7 @@ import numpy as np
 
 from curation.embedders import Embedder, embedder_key
 from curation.ingest import read_shard
-from curation.storage import atomic_write_bytes
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
+from curation.storage import Keys, Storage
 
 
 def load_embeddings(path: Path) -> np.ndarray:
@@ -27,31 +25,33 @@ def load_embeddings(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def embedding_meta(path: Path) -> dict | None:
-    sidecar = _sidecar(path)
-    return json.loads(sidecar.read_text()) if sidecar.exists() and path.exists() else None
+def embedding_paths(storage: Storage, dataset_id: object, embedder: Embedder, shards: int) -> list[Path]:
+    """The local files of a dataset's per-shard embeddings, in shard order."""
+    key = embedder_key(embedder)
+    return [storage.local_path(Keys.embedding(dataset_id, key, i)) for i in range(shards)]
 
 
-def embed_shard(
-    shard_path: Path,
-    embeddings_path: Path,
-    index_path: Path,
-    embedder: Embedder,
-    *,
-    batch_size: int | None = None,
-    chunk_size: int = 2048,
-) -> dict:
-    """Embed one shard: ``(n, dim)`` float16 ``.npy`` + a JSON sidecar + an exact FAISS part.
+def shard_paths(storage: Storage, dataset_id: object, shards: int) -> list[Path]:
+    """The local files of a dataset's Parquet shards, in order."""
+    return [storage.local_path(Keys.shard(dataset_id, i)) for i in range(shards)]
+
+
+def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embedder, *,
+                batch_size: int | None = None, chunk_size: int = 2048) -> dict:
+    """Embed shard ``index`` of a dataset: ``(n, dim)`` float16 ``.npy`` + a JSON sidecar + an
+    exact FAISS part (:class:`~curation.storage.Keys` ``embedding``, ``embedding_meta``, ``index_part``).
 
     The sidecar records the embedder's name, version and key; if it already matches,
-    the cached vectors are reused and nothing is recomputed.
+    the cached vectors are reused and nothing is recomputed. The sidecar is written last.
     """
     started = time.perf_counter()
-    texts = read_shard(shard_path, columns=["text"]).column("text").to_pylist()
-    meta = embedding_meta(embeddings_path)
-    expected = {"embedder": embedder.name, "version": embedder.version, "key": embedder_key(embedder),
+    key = embedder_key(embedder)
+    names = (Keys.embedding(dataset_id, key, index), Keys.embedding_meta(dataset_id, key, index),
+             Keys.index_part(dataset_id, key, index))
+    texts = read_shard(storage.local_path(Keys.shard(dataset_id, index)), columns=["text"]).column("text").to_pylist()
+    expected = {"embedder": embedder.name, "version": embedder.version, "key": key,
                 "dim": embedder.dim, "documents": len(texts), "dtype": "float16"}
-    cached = meta == expected and index_path.exists()
+    cached = all(storage.exists(n) for n in names) and json.loads(storage.read_bytes(names[1])) == expected
     if not cached:
         vectors = np.empty((len(texts), embedder.dim), dtype=np.float16)
         for start in range(0, len(texts), chunk_size):
@@ -59,11 +59,11 @@ def embed_shard(
             vectors[start:start + len(batch)] = embedder.encode(batch, batch_size=batch_size)
         buffer = io.BytesIO()
         np.save(buffer, vectors)
-        atomic_write_bytes(embeddings_path, buffer.getvalue())
+        storage.write_bytes(names[0], buffer.getvalue())
         part = faiss.IndexFlatIP(embedder.dim)
         part.add(vectors.astype(np.float32))
-        atomic_write_bytes(index_path, faiss.serialize_index(part).tobytes())
-        atomic_write_bytes(_sidecar(embeddings_path), json.dumps(expected).encode())
+        storage.write_bytes(names[2], faiss.serialize_index(part).tobytes())
+        storage.write_bytes(names[1], json.dumps(expected).encode())
     return {"documents": len(texts), "cached": cached, "seconds": round(time.perf_counter() - started, 4)}
 
 

@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.ingest import IngestError
-from curation.storage import atomic_write_bytes
 
 _TOLERANCE = 1e-3
 
@@ -149,7 +148,7 @@ def ingest_predictions(
     table = table.replace_schema_metadata({"runs": str(runs), "classes": str(classes)})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    atomic_write_bytes(out_path, buffer.getvalue())
+    Path(out_path).write_bytes(buffer.getvalue())  # a staging file: the service commits it
     return PredictionSummary(documents=len(ids), classes=classes, runs=runs)
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.storage import atomic_write_bytes
+from curation.storage import Storage
 
 
-def write_scores(path: Path, *, ids: list[str], score: np.ndarray, kept: np.ndarray, reason: list[str],
+def write_scores(storage: Storage, name: str, *, ids: list[str], score: np.ndarray, kept: np.ndarray, reason: list[str],
                  **extra: np.ndarray) -> None:
     """Write one shard's scores atomically; every array has one entry per document."""
     columns = {"id": pa.array(ids, pa.string()), "score": pa.array(np.asarray(score, dtype=np.float64)),
@@ -29,7 +29,7 @@ def write_scores(path: Path, *, ids: list[str], score: np.ndarray, kept: np.ndar
         raise ValueError(f"score columns differ in length: {lengths}")
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer, compression="zstd")
-    atomic_write_bytes(path, buffer.getvalue())
+    storage.write_bytes(name, buffer.getvalue())
 
 
 def iter_score_jsonl(paths: Iterable[Path], *, kept: bool | None = None, batch_size: int = 4096) -> Iterator[bytes]:

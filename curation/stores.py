@@ -54,7 +54,7 @@ import faiss
 import numpy as np
 
 from curation.pipeline import load_embeddings
-from curation.storage import atomic_write_bytes
+from curation.storage import LocalStorage
 from kernels.topk import TopK, cosine_topk, merge_topk
 
 EXACT_MAX_VECTORS = 50_000
@@ -226,7 +226,7 @@ def build_store(
                      shards=[p.name for p in corpus.paths], offsets=corpus.offsets.tolist(), index_file=index_file,
                      build_seconds=round(time.perf_counter() - started, 3))
     previous = _read_meta(out) if (out / META_FILE).exists() else None
-    atomic_write_bytes(out / META_FILE, json.dumps(asdict(meta), indent=2).encode())
+    LocalStorage(out).write_bytes(META_FILE, json.dumps(asdict(meta), indent=2).encode())
     if previous is not None and previous.index_file != index_file:
         (out / previous.index_file).unlink(missing_ok=True)
     return VectorStore(index=index, meta=meta, directory=out)

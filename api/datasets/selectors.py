@@ -4,7 +4,9 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet, Sum
 
 from api.datasets.models import Dataset, Shard
+from api.jobs.models import Job
 from api.tenancy.models import Tenant
+from curation.steps import DatasetRef
 
 
 def dataset_get(*, tenant: Tenant, dataset_id, kind: str | None = None) -> Dataset | None:
@@ -15,8 +17,20 @@ def dataset_get(*, tenant: Tenant, dataset_id, kind: str | None = None) -> Datas
     return queryset.first()
 
 
+def dataset_list(*, tenant: Tenant, kind: str) -> QuerySet[Dataset]:
+    """The tenant's corpora or benchmarks, newest first."""
+    return Dataset.objects.for_tenant(tenant).filter(kind=kind).order_by("-created_at")
+
+
 def dataset_shards(*, dataset: Dataset) -> QuerySet[Shard]:
     return Shard.objects.for_tenant(dataset.tenant_id).filter(dataset=dataset).order_by("index")
+
+
+def dataset_ref(dataset: Dataset) -> DatasetRef:
+    """The library's handle of a stored dataset."""
+    return DatasetRef(id=str(dataset.pk), name=dataset.name, kind=dataset.kind, documents=dataset.documents,
+                      tokens=dataset.tokens,
+                      shard_documents=tuple(dataset_shards(dataset=dataset).values_list("documents", flat=True)))
 
 
 def dataset_usage(*, tenant: Tenant) -> dict:
@@ -24,3 +38,20 @@ def dataset_usage(*, tenant: Tenant) -> dict:
         stored_bytes=Sum("stored_bytes"), documents=Sum("documents"), datasets=Count("id")
     )
     return {key: value or 0 for key, value in totals.items()}
+
+
+def dataset_score_jobs(*, dataset: Dataset, job_id=None) -> dict[str, Job]:
+    """For each metric with per-document scores on the corpus, the job whose scores to read.
+
+    The newest succeeded job on the corpus that produced the metric (its result lists it
+    under ``score_metrics``); ``job_id`` considers that one job only.
+    """
+    jobs = Job.objects.for_tenant(dataset.tenant_id).filter(status=Job.Status.SUCCEEDED,
+                                                             params__corpus=str(dataset.pk))
+    if job_id is not None:
+        jobs = jobs.filter(pk=job_id)
+    found: dict[str, Job] = {}
+    for job in jobs.order_by("-finished_at")[:50]:
+        for metric in (job.result or {}).get("score_metrics", []):
+            found.setdefault(metric, job)
+    return found

@@ -2,31 +2,31 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Sum
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError
 from api.datasets.models import Dataset, PredictionSet, Shard
+from api.datasets.selectors import dataset_usage
 from api.tenancy.models import Tenant
 from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
 from curation.predictions import ingest_predictions
+from curation.storage import Keys
 
 logger = logging.getLogger(__name__)
 
 
 def _check_quota(tenant: Tenant, *, new_bytes: int, new_documents: int) -> None:
-    usage = Dataset.objects.for_tenant(tenant).aggregate(bytes=Sum("stored_bytes"), docs=Sum("documents"))
-    used_bytes, used_docs = usage["bytes"] or 0, usage["docs"] or 0
-    for quota, used, new, limit in (
-        ("stored_bytes", used_bytes, new_bytes, tenant.max_stored_bytes),
-        ("documents", used_docs, new_documents, tenant.max_documents),
+    usage = dataset_usage(tenant=tenant)
+    for quota, new, limit in (
+        ("stored_bytes", new_bytes, tenant.max_stored_bytes),
+        ("documents", new_documents, tenant.max_documents),
     ):
+        used = usage[quota]
         if used + new > limit:
             raise ApplicationError(
                 "quota_exceeded",
@@ -63,9 +63,9 @@ def dataset_create(
     Shards are written to a staging directory; only a fully valid file within quota
     is moved into place and recorded. Any failure leaves no file and no row behind.
     """
-    store = artifact_store()
+    store = tenant_storage(tenant.pk)
     filename = Path(upload.name or "upload").name
-    with store.staging(tenant.pk) as staging:
+    with store.staging() as staging:
         shards_dir = staging / "shards"
         shards_dir.mkdir()
         upload_path = _upload_on_disk(upload, staging)
@@ -98,7 +98,7 @@ def dataset_create(
             shard_count=len(result.shards),
             source_counts=dict(result.sources.most_common()),
         )
-        final = store.dataset_dir(tenant.pk, dataset.pk)
+        final = Keys.dataset(dataset.pk)
         try:
             with transaction.atomic():
                 dataset.save()
@@ -107,9 +107,9 @@ def dataset_create(
                           text_bytes=s.text_bytes, tokens=s.tokens, file_bytes=s.file_bytes)
                     for s in result.shards
                 )
-                store.commit_dir(shards_dir, final / "shards")
+                store.commit(shards_dir, Keys.shards(dataset.pk))
         except BaseException:
-            store.remove_tree(final)
+            store.delete_prefix(final)
             raise
     logger.info("tenant %s stored %s %s: %d documents in %d shards", tenant.pk, kind, dataset.pk,
                 dataset.documents, dataset.shard_count)
@@ -118,25 +118,23 @@ def dataset_create(
 
 def dataset_delete(*, dataset: Dataset) -> None:
     """Delete the rows, then the artifacts (embeddings, index parts, scores included)."""
-    store = artifact_store()
-    directory = store.dataset_dir(dataset.tenant_id, dataset.pk)
+    store, prefix = tenant_storage(dataset.tenant_id), Keys.dataset(dataset.pk)
     with transaction.atomic():
         dataset.delete()
-        transaction.on_commit(lambda: store.remove_tree(directory))
+        transaction.on_commit(lambda: store.delete_prefix(prefix))
 
 
 def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str = "") -> PredictionSet:
     """Validate uploaded predictions against the corpus ids and store them (all or nothing)."""
-    store = artifact_store()
+    store = tenant_storage(dataset.tenant_id)
     filename = Path(upload.name or "predictions.jsonl").name
     known_ids: set[str] = set()
     for shard in range(dataset.shard_count):
-        known_ids.update(read_shard(store.shard_path(dataset.tenant_id, dataset.pk, shard), ["id"])
-                         .column("id").to_pylist())
+        known_ids.update(read_shard(store.local_path(Keys.shard(dataset.pk, shard)), ["id"]).column("id").to_pylist())
     prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or filename,
                                    filename=filename)
-    final = store.predictions_path(dataset.tenant_id, dataset.pk, prediction_set.pk)
-    with store.staging(dataset.tenant_id) as staging:
+    final = Keys.predictions(dataset.pk, prediction_set.pk)
+    with store.staging() as staging:
         try:
             summary = ingest_predictions(_upload_on_disk(upload, staging), filename=filename,
                                          is_known_id=known_ids.__contains__, out_path=staging / "predictions.parquet",
@@ -148,9 +146,8 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
         try:
             with transaction.atomic():
                 prediction_set.save()
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / "predictions.parquet", final)
+                store.commit(staging / "predictions.parquet", final)
         except BaseException:
-            final.unlink(missing_ok=True)
+            store.delete_prefix(final)
             raise
     return prediction_set

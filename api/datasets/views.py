@@ -6,14 +6,15 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.datasets import serializers, services
+from api.datasets.selectors import dataset_score_jobs
 from api.datasets.models import Dataset, PredictionSet
-from api.jobs.selectors import job_with_scores
 from curation.ingest import FieldMapping
 from curation.scores import iter_score_jsonl
+from curation.storage import Keys
 
 
 class NDJSONRenderer(renderers.BaseRenderer):
@@ -97,13 +98,12 @@ class CorpusViewSet(_DatasetViewSet):
         query = serializers.ScoresQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         metric = query.validated_data["metric"]
-        job = job_with_scores(tenant=self.tenant, dataset_id=corpus.pk, metric=metric,
-                              job_id=query.validated_data.get("job"))
+        job = dataset_score_jobs(dataset=corpus, job_id=query.validated_data.get("job")).get(metric)
         if job is None:
             raise ApplicationError("no_scores", f"no succeeded job has computed {metric!r} scores for this corpus; "
                                    "run a prune or betr job first", detail={"metric": metric}, status_code=404)
-        store = artifact_store()
-        paths = [store.scores_path(self.tenant.pk, job.pk, metric, i) for i in range(corpus.shard_count)]
+        store = tenant_storage(self.tenant.pk)
+        paths = [store.local_path(Keys.scores(job.pk, metric, i)) for i in range(corpus.shard_count)]
         response = StreamingHttpResponse(iter_score_jsonl(paths, kept=query.validated_data.get("kept")),
                                          content_type="application/x-ndjson")
         response["X-Scores-Job"] = str(job.pk)

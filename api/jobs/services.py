@@ -1,7 +1,8 @@
 """Writes for jobs: create, cancel, retry, and the unit of work the workers run.
 
-A job is a plan of stages run in order; each stage fans out into units (usually one
-per shard). Progress lives in the Job row. A unit counts as done when its JobUnit
+A job is a plan of stages run in order (:mod:`curation.plans`); each stage fans out
+into units (usually one per shard). This module is the Celery executor of those plans:
+progress lives in the Job row. A unit counts as done when its JobUnit
 row exists, and that row is written only after the unit's outputs are durable, so a
 worker killed at any point leaves either no row (the redelivered task redoes the unit)
 or a row (the redelivered task skips it). The task that completes a stage moves the
@@ -17,12 +18,15 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from api.core.errors import ApplicationError
+from api.core.artifacts import tenant_storage
+from api.core.errors import ApplicationError, invalid_param
 from api.core.scope import tenant_scope
 from api.jobs import dispatch
-from api.jobs.kinds import KINDS, Stage
+from api.jobs.kinds import KINDS
 from api.jobs.models import Job, JobUnit
+from api.modeling.selectors import pilot_observations, stored_model
 from api.tenancy.models import Tenant
+from curation.steps import Context, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,19 @@ def _check_concurrency(tenant: Tenant) -> None:
 
 
 def _plan(job: Job) -> list[Stage]:
-    return [Stage(**stage) for stage in job.plan]
+    return KINDS[job.kind].plan(tenant_id=job.tenant_id, params=job.params)
+
+
+def _context(job: Job) -> Context:
+    """What the job's units see: the tenant's storage, earlier stages' outputs, its pilot runs and models."""
+    def outputs(stage: str) -> list[dict]:
+        return list(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage=stage).order_by("index")
+                    .values_list("output", flat=True))
+
+    return Context(storage=tenant_storage(job.tenant_id), run_id=str(job.pk), outputs=outputs,
+                   pilot_runs=lambda metric: pilot_observations(tenant_id=job.tenant_id,
+                                                                corpus_id=job.params["corpus"], metric=metric),
+                   model=lambda model_id: stored_model(tenant_id=job.tenant_id, model_id=model_id))
 
 
 def _dispatch_stage(job: Job, stage: Stage) -> None:
@@ -59,11 +75,10 @@ def _dispatch_stage(job: Job, stage: Stage) -> None:
 
 def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
     if kind not in KINDS:
-        raise ApplicationError("unknown_kind", f"kind must be one of {sorted(KINDS)}; got {kind!r}",
-                               detail={"field": "kind", "allowed": sorted(KINDS)})
+        raise invalid_param("kind", kind, allowed=sorted(KINDS), code="unknown_kind")
     job_kind = KINDS[kind]
     normalised = job_kind.validate(tenant=tenant, params=params or {})
-    plan = job_kind.plan(tenant=tenant, params=normalised)
+    plan = job_kind.plan(tenant_id=tenant.pk, params=normalised)
     with transaction.atomic():
         _check_concurrency(tenant)
         job = Job.objects.for_tenant(tenant).create(
@@ -138,7 +153,7 @@ def job_run_unit(*, job_id, stage: str, index: int) -> str:
         outcome = "already done"
         if not JobUnit.objects.filter(job=job, stage=stage, index=index).exists():
             started = time.perf_counter()
-            output = KINDS[job.kind].run_unit(job=job, stage=stage, index=index)
+            output = KINDS[job.kind].record(job=job, stage=stage, output=current.run(_context(job), index))
             try:
                 JobUnit.objects.create(tenant_id=job.tenant_id, job=job, stage=stage, index=index,
                                         seconds=time.perf_counter() - started, output=output)

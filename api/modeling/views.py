@@ -6,7 +6,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.modeling import services
@@ -21,6 +21,7 @@ from api.modeling.serializers import (
     PredictionSerializer,
 )
 from curation.manifest import iter_manifest_jsonl
+from curation.storage import Keys
 
 
 class PilotRunViewSet(mixins.ListModelMixin, TenantScopedViewSet):
@@ -73,16 +74,24 @@ class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         mixture = self.get_object()
         query = ManifestQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        path = artifact_store().manifest_path(self.tenant.pk, mixture.pk)
-        if not path.is_file():
+        response = manifest_response(self.tenant.pk, mixture.pk, query.validated_data.get("format"))
+        if response is None:
             raise ApplicationError("manifest_missing", "this mixture's manifest is not stored; re-run its job",
                                    status_code=404)
-        if query.validated_data.get("format") == "parquet":
-            return FileResponse(open(path, "rb"), as_attachment=True, filename=f"mixture-{mixture.pk}.parquet",
-                                content_type="application/vnd.apache.parquet")
-        response = StreamingHttpResponse(iter_manifest_jsonl(path), content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="mixture-{mixture.pk}.jsonl"'
         return response
+
+
+def manifest_response(tenant_id, mixture_id, file_format: str | None):
+    """A mixture's stored manifest as a Parquet download or streamed JSONL (API and console); None if absent."""
+    store, manifest = tenant_storage(tenant_id), Keys.manifest(mixture_id)
+    if not store.exists(manifest):
+        return None
+    if file_format == "parquet":
+        return FileResponse(store.open(manifest), as_attachment=True, filename=f"mixture-{mixture_id}.parquet",
+                            content_type="application/vnd.apache.parquet")
+    response = StreamingHttpResponse(iter_manifest_jsonl(store.open(manifest)), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="mixture-{mixture_id}.jsonl"'
+    return response
 
 
 class PredictionView(APIView):

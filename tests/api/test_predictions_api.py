@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.datasets.models import PredictionSet
 from curation.predictions import load_predictions
+from curation.storage import Keys
 from tests.api.helpers import error_of, files_under, jsonl, small_corpus, upload
 
 
@@ -27,7 +28,7 @@ def test_multi_run_predictions_round_trip(client_a, corpus, tenant_a):
     assert (body["documents"], body["classes"], body["runs"]) == (5, 3, 2)
     listed = client_a.get(f"/api/v1/corpora/{corpus['id']}/predictions/").json()
     assert [p["id"] for p in listed] == [body["id"]]
-    path = artifact_store().predictions_path(tenant_a[0].pk, corpus["id"], body["id"])
+    path = tenant_storage(tenant_a[0].pk).local_path(Keys.predictions(corpus["id"], body["id"]))
     ids, labels, probs = load_predictions(path)
     assert ids == [f"d{i}" for i in range(5)] and labels.tolist() == [0, 1, 2, 0, 1]
     assert probs.shape == (2, 5, 3)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.jobs.models import Job
 from curation.ingest import read_shard
 from curation.scores import write_scores
+from curation.storage import Keys
 from tests.api.helpers import error_of, small_corpus, upload
 
 
@@ -22,11 +23,11 @@ def scored(client_a, tenant_a, artifact_root):
         tenant=tenant_a[0], kind="embed", params={"corpus": corpus["id"]}, plan=[], stage="done",
         status=Job.Status.SUCCEEDED, finished_at=timezone.now(), result={"score_metrics": ["demo"]},
     )
-    store = artifact_store()
+    store = tenant_storage(tenant_a[0].pk)
     for index in range(3):
-        ids = read_shard(store.shard_path(tenant_a[0].pk, corpus["id"], index), ["id"]).column("id").to_pylist()
+        ids = read_shard(store.local_path(Keys.shard(corpus["id"], index)), ["id"]).column("id").to_pylist()
         numbers = np.array([int(i[1:]) for i in ids])
-        write_scores(store.scores_path(tenant_a[0].pk, job.pk, "demo", index), ids=ids, score=numbers / 100,
+        write_scores(store, Keys.scores(job.pk, "demo", index), ids=ids, score=numbers / 100,
                      kept=numbers % 2 == 0, reason=["kept" if n % 2 == 0 else "pruned_easy" for n in numbers],
                      cluster=numbers % 3)
     return corpus, job

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from api.core.artifacts import artifact_store
+from api.core.artifacts import tenant_storage
 from api.datasets.services import dataset_create
 from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
@@ -17,6 +17,7 @@ from curation.demo_data import demo_benchmark, demo_corpus
 from curation.ingest import FieldMapping, read_shard
 from curation.mixture import MixtureLaw, Pool
 from curation.scores import write_scores
+from curation.storage import Keys
 from tests.api.helpers import jsonl
 
 PASSWORD = "console-test-password"
@@ -55,13 +56,13 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True, label: 
         shards_total=corpus.shard_count, shards_done=corpus.shard_count, result={"score_metrics": ["prototypes"]})
     Job.objects.for_tenant(tenant).filter(pk=prune.pk).update(started_at=prune.created_at,
                                                               finished_at=prune.created_at)
-    store = artifact_store()
+    store = tenant_storage(tenant.pk)
     rng = np.random.default_rng(0)
     for index in range(corpus.shard_count):
-        ids = read_shard(store.shard_path(tenant.pk, corpus.pk, index), ["id"]).column("id").to_pylist()
+        ids = read_shard(store.local_path(Keys.shard(corpus.pk, index)), ["id"]).column("id").to_pylist()
         score = rng.beta(2.0, 5.0, size=len(ids))
         kept = score > 0.18
-        write_scores(store.scores_path(tenant.pk, prune.pk, "prototypes", index), ids=ids, score=score, kept=kept,
+        write_scores(store, Keys.scores(prune.pk, "prototypes", index), ids=ids, score=score, kept=kept,
                      reason=["kept" if k else "pruned_easy" for k in kept])
     objects = {"corpus": corpus, "benchmark": benchmark, "prune_job": prune}
 

@@ -337,22 +337,22 @@ def test_manifest_downloads_as_jsonl_and_parquet(client, user_a, tenant_a, data_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from api.core.artifacts import artifact_store
+    from api.core.artifacts import tenant_storage
+    from curation.storage import Keys
 
     _login(client, user_a)
     mixture = data_a["mixture"]
     url = f"/console/{tenant_a[0].pk}/mixtures/{mixture.pk}/manifest/"
     missing = client.get(url)
     assert missing.status_code == 404 and b"manifest is not stored" in missing.content
-    path = artifact_store().manifest_path(tenant_a[0].pk, mixture.pk)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"id": ["d1", "d2"], "pool": ["science", "sports"], "repeats": [3, 1]}), path)
+    with tenant_storage(tenant_a[0].pk).writer(Keys.manifest(mixture.pk)) as path:
+        pq.write_table(pa.table({"id": ["d1", "d2"], "pool": ["science", "sports"], "repeats": [3, 1]}), path)
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson"
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [(r["id"], r["pool"], r["repeats"]) for r in rows] == [("d1", "science", 3), ("d2", "sports", 1)]
     parquet = client.get(url + "?format=parquet")
-    assert b"".join(parquet.streaming_content) == path.read_bytes()
+    assert b"".join(parquet.streaming_content) == tenant_storage(tenant_a[0].pk).read_bytes(Keys.manifest(mixture.pk))
     assert f'mixture-{mixture.pk}.parquet' in parquet["Content-Disposition"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from curation.embedders import embedder_key, get_embedder
 from curation.ingest import SHARD_SCHEMA
 from curation.pipeline import ShardedRows, concat_embeddings, embed_shard, embeddings_at
-from curation.storage import shard_name
+from curation.storage import Keys, LocalStorage, shard_name
 from curation.stores import META_FILE, build_store, exact_search, load_store, search_parts
 
 # d = 128 (not MiniLM's 384) keeps the 60k-vector build, with its k-means and recall
@@ -125,16 +125,17 @@ def embedded(tmp_path_factory):
     embedder = get_embedder("hashing:64")
     rng = np.random.default_rng(3)
     words = [f"w{i}" for i in range(400)]
+    storage, key = LocalStorage(directory), embedder_key(embedder)
     embeddings, parts = [], []
     for number, count in enumerate([300, 1, 450]):
         texts = [" ".join(rng.choice(words, size=rng.integers(5, 30))) for _ in range(count)]
-        shard = directory / shard_name(number, ".parquet")
-        pq.write_table(pa.Table.from_arrays([pa.array([f"{number}-{i}" for i in range(count)]), pa.array(texts),
-                                             pa.array([None] * count, pa.string()), pa.array([None] * count, pa.string())],
-                                            schema=SHARD_SCHEMA), shard)
-        embeddings.append(directory / "embeddings" / shard_name(number, ".npy"))
-        parts.append(directory / "faiss" / shard_name(number, ".faiss"))
-        embed_shard(shard, embeddings[-1], parts[-1], embedder)
+        with storage.writer(Keys.shard("d", number)) as shard:
+            pq.write_table(pa.Table.from_arrays([pa.array([f"{number}-{i}" for i in range(count)]), pa.array(texts),
+                                                 pa.array([None] * count, pa.string()),
+                                                 pa.array([None] * count, pa.string())], schema=SHARD_SCHEMA), shard)
+        embed_shard(storage, "d", number, embedder)
+        embeddings.append(storage.local_path(Keys.embedding("d", key, number)))
+        parts.append(storage.local_path(Keys.index_part("d", key, number)))
     queries = embedder.encode([" ".join(rng.choice(words, size=12)) for _ in range(40)])
     return embedder, embeddings, parts, queries
 

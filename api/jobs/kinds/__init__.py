@@ -1,5 +1,5 @@
 """The registry of job kinds."""
-from api.jobs.kinds.base import JobKind, Stage
+from api.jobs.kinds.base import JobKind
 from api.jobs.kinds.curate import CurateKind
 from api.jobs.kinds.embed import EmbedKind
 from api.jobs.kinds.modeling import FitKind, MixtureKind
@@ -12,4 +12,4 @@ KINDS: dict[str, JobKind] = {
                  CurateKind())
 }
 
-__all__ = ["KINDS", "JobKind", "Stage"]
+__all__ = ["KINDS", "JobKind"]

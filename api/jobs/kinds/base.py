@@ -1,28 +1,19 @@
-"""What a job kind is: parameters, a plan of stages, and the work of one unit.
+"""What a job kind is in the service: an adapter around a plan of :mod:`curation.plans`.
 
-A job runs its stages in order. A stage is a number of independent units (usually
-one per shard, fanned out on Celery; a global step such as training a classifier is
-a stage of one unit). The output of the last stage's unit 0 is the job's result.
+A kind validates its params (a DRF serializer, which also documents them in the OpenAPI
+schema), resolves the datasets they name within the tenant, builds the typed params of
+its plan, and records what a stage's output means for the database (a fitted model, a
+mixture). The stages themselves are library steps, run by the Celery executor in
+``api/jobs/services.py``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from rest_framework import serializers
 
-from api.core.errors import ApplicationError
+from api.core.errors import ApplicationError, validated, validation_error
 from api.datasets.models import Dataset
-from api.datasets.selectors import dataset_get
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    units: int
-    queue: str = "cpu"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from api.datasets.selectors import dataset_get, dataset_ref
+from curation.steps import DatasetRef, Stage
 
 
 class JobKind:
@@ -30,26 +21,27 @@ class JobKind:
     params_serializer: type[serializers.Serializer]
 
     def validate(self, *, tenant, params: dict) -> dict:
-        """Normalised params (ids as strings); raise ValidationError/ApplicationError."""
-        form = self.params_serializer(data=params, context={"tenant": tenant})
-        form.is_valid(raise_exception=True)
-        return self.normalise(tenant=tenant, data=form.validated_data)
+        """Normalised params (ids as strings); raises :class:`ApplicationError` naming the field."""
+        data = validated(self.params_serializer(data=params, context={"tenant": tenant}))
+        return self.normalise(tenant=tenant, data=data)
 
     def normalise(self, *, tenant, data: dict) -> dict:
         raise NotImplementedError
 
-    def plan(self, *, tenant, params: dict) -> list[Stage]:
+    def plan(self, *, tenant_id, params: dict) -> list[Stage]:
+        """The stages of a job with these (normalised) params."""
         raise NotImplementedError
 
-    def run_unit(self, *, job, stage: str, index: int) -> dict:
-        raise NotImplementedError
+    def record(self, *, job, stage: str, output: dict) -> dict:
+        """Store what a finished unit's output means beyond the job (rows); returns the output to keep."""
+        return output
 
 
 def resolve_dataset(tenant, params: dict, kinds: tuple[str, ...] = ("corpus", "benchmark")) -> Dataset:
     """Exactly one of ``kinds`` in ``params``, resolved to the tenant's dataset (404 otherwise)."""
     given = [(kind, params[kind]) for kind in kinds if params.get(kind)]
     if len(given) != 1:
-        raise serializers.ValidationError({kinds[0]: f"give exactly one of {' or '.join(map(repr, kinds))} "
+        raise validation_error({kinds[0]: f"give exactly one of {' or '.join(map(repr, kinds))} "
                                                      "(a dataset id)"})
     kind, dataset_id = given[0]
     dataset = dataset_get(tenant=tenant, dataset_id=dataset_id, kind=kind)
@@ -59,6 +51,10 @@ def resolve_dataset(tenant, params: dict, kinds: tuple[str, ...] = ("corpus", "b
     return dataset
 
 
-def dataset_of(tenant_id, dataset_id) -> Dataset:
+def dataset_of(tenant_id, dataset_id) -> DatasetRef:
     """A dataset a validated job names (scoped to the job's tenant)."""
-    return Dataset.objects.for_tenant(tenant_id).get(pk=dataset_id)
+    return dataset_ref(Dataset.objects.for_tenant(tenant_id).get(pk=dataset_id))
+
+
+def corpus_and_benchmarks(tenant_id, params: dict) -> tuple[DatasetRef, tuple[DatasetRef, ...]]:
+    return dataset_of(tenant_id, params["corpus"]), tuple(dataset_of(tenant_id, b) for b in params["benchmarks"])

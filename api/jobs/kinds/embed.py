@@ -4,10 +4,10 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
-from api.jobs.kinds.common import embedding_stage, run_embedding_unit
-from api.jobs.models import JobUnit
-from curation.embedders import DEFAULT_EMBEDDER, Embedder, embedder_key, get_embedder, parse_embedder_spec
+from api.jobs.kinds.base import JobKind, dataset_of, resolve_dataset
+from curation.embedders import DEFAULT_EMBEDDER, parse_embedder_spec
+from curation.plans import embed_plan
+from curation.steps.embed import EmbedParams as EmbedStepParams
 
 
 def embedder_spec(value: str) -> str:
@@ -26,20 +26,24 @@ def embedder_spec(value: str) -> str:
     return value
 
 
-def job_embedder(job) -> Embedder:
-    return get_embedder(embedder_spec(job.params["embedder"]))
+class EmbedderField(serializers.CharField):
+    """An embedder name a tenant may use (checked by :func:`embedder_spec`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "minilm, hashing, hashing:DIM or a name from the server's EXTRA_EMBEDDERS")
+        super().__init__(default=DEFAULT_EMBEDDER, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        embedder_spec(value)
+        return value
 
 
 class EmbedParams(serializers.Serializer):
     corpus = serializers.UUIDField(required=False)
     benchmark = serializers.UUIDField(required=False)
-    embedder = serializers.CharField(default=DEFAULT_EMBEDDER, help_text="minilm, hashing, hashing:DIM or a "
-                                     "name from the server's EXTRA_EMBEDDERS")
+    embedder = EmbedderField()
     batch_size = serializers.IntegerField(required=False, min_value=1, max_value=4096)
-
-    def validate_embedder(self, value: str) -> str:
-        embedder_spec(value)
-        return value
 
 
 class EmbedKind(JobKind):
@@ -55,32 +59,6 @@ class EmbedKind(JobKind):
             params["batch_size"] = data["batch_size"]
         return params
 
-    @staticmethod
-    def dataset_id(params: dict) -> str:
-        return params.get("corpus") or params["benchmark"]
-
-    def plan(self, *, tenant, params):
-        return [embedding_stage([dataset_of(tenant.pk, self.dataset_id(params))]), Stage("summary", 1)]
-
-    def run_unit(self, *, job, stage, index):
-        dataset = dataset_of(job.tenant_id, self.dataset_id(job.params))
-        embedder = job_embedder(job)
-        if stage == "embedding":
-            return run_embedding_unit([dataset], index, embedder, job.params.get("batch_size"))
-        outputs = list(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="embedding")
-                       .values_list("output", flat=True))
-        computed = [o for o in outputs if not o["cached"]]
-        seconds = sum(o["seconds"] for o in computed)
-        documents = sum(o["documents"] for o in computed)
-        return {
-            "dataset": str(dataset.pk),
-            "embedder": embedder.name,
-            "embedder_version": embedder.version,
-            "embedder_key": embedder_key(embedder),
-            "dim": embedder.dim,
-            "documents": dataset.documents,
-            "shards": len(outputs),
-            "shards_reused_from_cache": len(outputs) - len(computed),
-            "embedding_seconds": round(seconds, 3),
-            "documents_per_second": round(documents / seconds, 1) if seconds > 0 else None,
-        }
+    def plan(self, *, tenant_id, params):
+        dataset = dataset_of(tenant_id, params.get("corpus") or params["benchmark"])
+        return embed_plan(EmbedStepParams((dataset,), embedder_spec(params["embedder"]), params.get("batch_size")))

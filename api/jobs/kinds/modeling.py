@@ -4,53 +4,32 @@ the best mixture at a budget (DESIGN.md 3.4-3.6).
 ``fit`` splits the corpus into pools (sources, or source x quality decile from the
 scores of an earlier ``betr`` or ``prune`` job; documents that job dropped are left
 out), measures the OT distance of every pool to the benchmarks, gathers observations
-(the tenant's pilot runs for ``metric``, or the built-in proxy evaluator) and fits
-:class:`curation.mixture.MixtureLaw`. ``mixture`` optimises the fitted model at a
-budget and writes the manifest of document ids. Both steps are reused by ``curate``.
+(the tenant's pilot runs for ``metric``, or the built-in proxy evaluator) and fits a
+performance law; the fitted law is stored as a PerformanceModel. ``mixture`` optimises
+a stored model (or one it fits first) at a budget, writes the manifest and stores the
+Mixture. The steps are :mod:`curation.steps.model`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import uuid
 
-import numpy as np
-import pyarrow.parquet as pq
 from rest_framework import serializers
 
-from api.core.artifacts import artifact_store
-from api.core.errors import ApplicationError
-from api.datasets.models import Dataset
-from api.jobs.kinds.base import JobKind, Stage, dataset_of, resolve_dataset
-from api.jobs.kinds.common import (
-    dataset_column,
-    dataset_column_at,
-    dataset_embeddings,
-    dataset_rows,
-    embedding_stage,
-    run_embedding_unit,
-)
-from api.jobs.kinds.embed import embedder_spec, job_embedder
-from api.jobs.models import Job, JobUnit
+from api.core.errors import ApplicationError, validation_error
+from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, resolve_dataset
+from api.jobs.kinds.embed import EmbedderField, embedder_spec
+from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
-from api.modeling.services import performance_model_law
-from curation.embedders import DEFAULT_EMBEDDER, embedder_key
-from curation.manifest import select_documents, write_manifest
-from curation.mixture import Observation, Pool, budget_in_samples, fit_mixture_law
-from curation.ot import distance_table
-from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
-from curation.pools import assign_pools
-from curation.storage import atomic_write_bytes
-
-
-MAX_PILOT_SIZE = 20_000  # documents in the largest proxy pilot run
+from curation import plans
+from curation.steps import PoolSpec, ScoreRef
+from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
 
 
 class FitParams(serializers.Serializer):
     corpus = serializers.UUIDField()
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
-    embedder = serializers.CharField(default=DEFAULT_EMBEDDER)
+    embedder = EmbedderField()
     metric = serializers.CharField(required=False, max_length=100, help_text="fit the tenant's pilot runs of "
                                    "this metric; without it the proxy evaluator makes the observations")
     scores_job = serializers.UUIDField(required=False, help_text="a succeeded betr or prune job on the corpus: "
@@ -59,10 +38,6 @@ class FitParams(serializers.Serializer):
                                              "(needs scores_job) instead of sources")
     ot_sample_size = serializers.IntegerField(default=300, min_value=20, max_value=5000)
     seed = serializers.IntegerField(default=0, min_value=0)
-
-    def validate_embedder(self, value: str) -> str:
-        embedder_spec(value)
-        return value
 
 
 class MixtureParams(FitParams):
@@ -89,12 +64,11 @@ class MixtureParams(FitParams):
         return data
 
 
-# -- the fitting step, shared with ``curate`` ------------------------------------------------------
-
 def normalise_fit(tenant, data: dict) -> dict:
     corpus = resolve_dataset(tenant, {"corpus": data["corpus"]}, kinds=("corpus",))
     benchmarks = [resolve_dataset(tenant, {"benchmark": b}, kinds=("benchmark",)) for b in data["benchmarks"]]
     params = {**data, "corpus": str(corpus.pk), "benchmarks": [str(b.pk) for b in benchmarks]}
+    params.pop("scores_job", None)
     if data.get("scores_job"):
         job = Job.objects.for_tenant(tenant).filter(pk=data["scores_job"], status=Job.Status.SUCCEEDED,
                                                     params__corpus=str(corpus.pk)).first()
@@ -102,9 +76,9 @@ def normalise_fit(tenant, data: dict) -> dict:
             raise ApplicationError("not_found", f"no succeeded betr or prune job {data['scores_job']} on this corpus",
                                    detail={"field": "params.scores_job"}, status_code=404)
         params["scores_job"] = str(job.pk)
-        params["pool_scores"] = score_sources(job, data.get("quality_pools", False))
+        params["pools"] = score_pools(job, data.get("quality_pools", False)).as_dict()
     elif data.get("quality_pools"):
-        raise serializers.ValidationError({"quality_pools": "quality pools need scores_job (a betr or prune job)"})
+        raise validation_error({"quality_pools": "quality pools need scores_job (a betr or prune job)"})
     if data.get("metric"):
         runs = PilotRun.objects.for_tenant(tenant).filter(corpus=corpus, metric=data["metric"]).count()
         if runs < 4:
@@ -114,174 +88,62 @@ def normalise_fit(tenant, data: dict) -> dict:
     return params
 
 
-def fit_stages(datasets: list[Dataset]) -> list[Stage]:
-    return [embedding_stage(datasets), Stage("ot", 1), Stage("pilots", 1), Stage("fit", 1)]
-
-
-def fit_datasets(tenant_id, params) -> list[Dataset]:
-    return [dataset_of(tenant_id, params["corpus"])] + [dataset_of(tenant_id, b) for b in params["benchmarks"]]
-
-
-def score_sources(scores_job: Job | None, quality_pools: bool) -> dict:
-    """Where a fit reads kept flags and quality: ``{"kept": [job, metric] | None, "quality": [job, metric,
-    lower_is_better] | None}``. A ``prune`` job's dropped documents are left out; a ``betr`` job only ranks."""
-    if scores_job is None:
-        return {"kept": None, "quality": None}
+def score_pools(scores_job: Job, quality_pools: bool) -> PoolSpec:
+    """Pools from an earlier job's scores: a ``prune`` job's dropped documents are left out (a ``betr``
+    job only ranks); with ``quality_pools`` its score splits each source into deciles."""
     metric = scores_job.result["score_metrics"][0]
-    quality = [str(scores_job.pk), metric, bool(scores_job.result.get("lower_is_better"))] if quality_pools else None
-    return {"kept": None if scores_job.kind == "betr" else [str(scores_job.pk), metric], "quality": quality}
+    run = str(scores_job.pk)
+    quality = ScoreRef(metric, run, bool(scores_job.result.get("lower_is_better"))) if quality_pools else None
+    return PoolSpec(kept=None if scores_job.kind == "betr" else ScoreRef(metric, run), quality=quality)
 
 
-def read_scores(tenant_id, corpus: Dataset, job_id: str, metric: str, column: str) -> np.ndarray:
-    """One column of a job's per-shard scores of ``corpus``, in document order."""
-    store = artifact_store()
-    return np.concatenate([pq.read_table(store.scores_path(tenant_id, job_id, metric, i), columns=[column])
-                           .column(column).to_numpy(zero_copy_only=False) for i in range(corpus.shard_count)])
+def fit_params(tenant_id, params: dict) -> FitStepParams:
+    corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
+    return FitStepParams(corpus, benchmarks, embedder_spec(params["embedder"]),
+                         pools=PoolSpec.from_dict(params.get("pools")), metric=params.get("metric"),
+                         ot_sample_size=params["ot_sample_size"], seed=params["seed"])
 
 
-def pool_inputs(job: Job, corpus: Dataset, sources: dict) -> dict:
-    """Each document's pool and quality (higher is better; ``None`` without quality pools).
-
-    ``sources`` is :func:`score_sources`' answer; a job id ``"self"`` means ``job`` itself (``curate``)."""
-    def job_id(value: str) -> str:
-        return str(job.pk) if value == "self" else value
-
-    kept = quality = None
-    if sources.get("kept"):
-        kept = read_scores(job.tenant_id, corpus, job_id(sources["kept"][0]), sources["kept"][1], "kept").astype(bool)
-    if sources.get("quality"):
-        identifier, metric, lower_is_better = sources["quality"]
-        quality = read_scores(job.tenant_id, corpus, job_id(identifier), metric, "score").astype(np.float64)
-        quality = np.nan_to_num(-quality if lower_is_better else quality, nan=-np.inf)
-    pools = assign_pools(dataset_column(corpus, "source"), kept=kept, quality=quality)
-    return {"corpus": corpus, "pools": pools, "quality": quality}
+def mixture_params(params: dict) -> MixtureStepParams:
+    return MixtureStepParams(params["budget"], params["budget_unit"], params.get("model_parameters"),
+                             params["frontier_points"], params.get("seed", 0), params.get("performance_model"))
 
 
-def pool_distances(job: Job, corpus: Dataset, benchmarks: list[Dataset], pools: np.ndarray, names: list[str],
-                   params: dict) -> dict:
-    """OT distance of every pool to every benchmark, cached per (corpus, pools, benchmarks, embedder, options).
-
-    Corpora and benchmarks are immutable, so a cached table stays valid; the key hashes the
-    pool of every document, so other pools (another prune or BETR run) get their own entry.
-    """
-    embedder = job_embedder(job)
-    key = hashlib.sha256(json.dumps({
-        "pools": hashlib.sha256("\x1f".join(map(str, pools)).encode()).hexdigest(),
-        "benchmarks": [str(b.pk) for b in benchmarks], "embedder": embedder_key(embedder),
-        "sample_size": params["ot_sample_size"], "seed": params["seed"], "reg": 0.05, "metric": "cosine",
-        "n_resamples": 5}, sort_keys=True).encode()).hexdigest()[:24]
-    store = artifact_store()
-    cache = store.path(job.tenant_id, "datasets", corpus.pk, "ot-cache", f"{key}.json")
-    if cache.is_file():
-        return json.loads(cache.read_text()) | {"cached": True}
-    targets = {str(b.pk): dataset_embeddings(b, embedder) for b in benchmarks}
-    table = distance_table({name: dataset_rows(corpus, embedder, np.flatnonzero(pools == name)) for name in names},
-                           targets, seed=params["seed"],
-                           metric="cosine", reg=0.05, sample_size=params["ot_sample_size"], n_resamples=5)
-    result = {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
-              "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}
-                            for i, name in enumerate(table.sources)}}
-    atomic_write_bytes(cache, json.dumps(result).encode())
-    return result | {"cached": False}
-
-
-def run_fit_unit(job: Job, params: dict, stage: str, index: int) -> dict:
-    datasets = fit_datasets(job.tenant_id, params)
-    corpus, benchmarks = datasets[0], datasets[1:]
-    if stage == "embedding":
-        return run_embedding_unit(datasets, index, job_embedder(job))
-    inputs = pool_inputs(job, corpus, params.get("pool_scores", {}))
-    pools = inputs["pools"]
-    names = sorted({p for p in pools if p is not None})
-    if stage == "ot":
-        return pool_distances(job, corpus, benchmarks, pools, names, params)
-    if stage == "pilots":
-        if params.get("metric"):
-            runs = PilotRun.objects.for_tenant(job.tenant_id).filter(corpus=corpus, metric=params["metric"])
-            return {"metric": params["metric"], "higher_is_better": bool(runs[0].higher_is_better),
-                    "observations": [{"weights": r.mixture, "size": r.size, "value": r.value,
-                                      "origin": "pilot_runs" if r.origin == PilotRun.Origin.USER else "proxy"}
-                                     for r in runs]}
-        rng = np.random.default_rng(params["seed"])
-        # at most MAX_PILOT_SIZE documents of each pool are ever drawn: read only those
-        chosen = {name: np.sort(rng.permutation(np.flatnonzero(pools == name))[:MAX_PILOT_SIZE]) for name in names}
-        positions = np.sort(np.concatenate(list(chosen.values())))
-        texts = dict(zip(positions.tolist(), dataset_column_at(corpus, "text", positions)))
-        target_texts = [t for b in benchmarks for t in dataset_column(b, "text")]
-        target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
-        observations = proxy_observations({name: [texts[i] for i in chosen[name].tolist()] for name in names},
-                                          target_texts, unique={name: int((pools == name).sum()) for name in names},
-                                          seed=params["seed"], max_size=MAX_PILOT_SIZE)
-        return {"metric": PROXY_METRIC, "higher_is_better": False,
-                "observations": [{"weights": dict(o.weights), "size": o.size, "value": o.value, "origin": o.origin}
-                                 for o in observations]}
-    # stage "fit"
-    ot = _unit_output(job, "ot")["pool_ot"]
-    pilots = _unit_output(job, "pilots")
-    quality = inputs["quality"]
-    pool_list = [Pool(name=name, unique=int((pools == name).sum()), ot=ot[name],
-                      quality=float(np.mean(quality[pools == name])) if quality is not None else math.nan)
-                 for name in names]
-    observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"], origin=o["origin"])
-                    for o in pilots["observations"]]
-    try:
-        law = fit_mixture_law(pool_list, observations, higher_is_better=pilots["higher_is_better"])
-    except ValueError as exc:
-        raise ApplicationError("fit_failed", f"the performance model could not be fitted: {exc}") from None
-    fitted = law.metric_of(law.effective_data(np.stack([law.weights_vector(o.weights) * o.size
-                                                        for o in observations])))
+def record_model(job: Job, output: dict) -> dict:
+    """Store a fit's law as the job's PerformanceModel (one per job: a redelivered unit updates it)."""
+    m = output["model"]
     model, _ = PerformanceModel.objects.for_tenant(job.tenant_id).update_or_create(
         pk=uuid.uuid5(job.pk, "performance-model"),
-        defaults={"tenant_id": job.tenant_id, "corpus": corpus, "benchmarks": params["benchmarks"], "job": job,
-                  "metric": pilots["metric"], "higher_is_better": pilots["higher_is_better"],
-                  "parameters": law.parameters(), "pools": law.pool_rows(), "fit_error": law.rmse,
-                  "provenance": dict(law.provenance),
-                  "observations": [o | {"fitted": float(f)} for o, f in zip(pilots["observations"], fitted)]})
-    return {"performance_model": str(model.pk), "metric": model.metric, "fit_error": law.rmse,
-            "parameters": law.parameters(), "provenance": model.provenance,
-            "pools": {row["name"]: {"unique_documents": row["unique"], "utility": row["utility"]}
-                      for row in law.pool_rows()}}
+        defaults={"tenant_id": job.tenant_id, "corpus_id": job.params["corpus"], "benchmarks": job.params["benchmarks"],
+                  "job": job, "metric": m["metric"], "higher_is_better": m["higher_is_better"], "kind": m["kind"],
+                  "parameters": m["parameters"], "pools": m["pools"], "fit_error": m["fit_error"],
+                  "provenance": m["provenance"], "observations": m["observations"]})
+    return {"performance_model": str(model.pk), **output}
 
 
-def _unit_output(job: Job, stage: str) -> dict:
-    return JobUnit.objects.for_tenant(job.tenant_id).get(job=job, stage=stage, index=0).output
-
-
-# -- the mixture step, shared with ``curate`` ------------------------------------------------------
-
-def run_mixture_unit(job: Job, params: dict, model_id: str) -> dict:
-    model = PerformanceModel.objects.for_tenant(job.tenant_id).get(pk=model_id)
-    law = performance_model_law(model)
-    corpus = model.corpus
-    budget = budget_in_samples(params["budget"], params["budget_unit"],
-                               tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
-                               parameters=params.get("model_parameters"))
-    allocation = law.optimize(budget)
-    prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget)
-    frontier = law.frontier(np.geomspace(budget / 100, budget * 100, params["frontier_points"]))
-    fit_job = model.job or job
-    inputs = pool_inputs(fit_job, corpus, fit_job.params.get("pool_scores", {}))
-    selection = select_documents(inputs["pools"], allocation, quality=inputs["quality"], seed=params.get("seed", 0))
-    mixture_id = uuid.uuid5(job.pk, "mixture")
-    ids = dataset_column(corpus, "id")
-    documents = write_manifest(artifact_store().manifest_path(job.tenant_id, mixture_id), ids=ids,
-                               selection=selection)
-    rows = [row for row in allocation.as_rows(law.unique.astype(int)) if row["weight"] > 0]
-    predicted = {"metric": model.metric, "higher_is_better": model.higher_is_better, "value": prediction.value,
-                 "low": prediction.low, "high": prediction.high, "extrapolated": prediction.extrapolated,
-                 "provenance": model.provenance}
+def record_mixture(job: Job, output: dict) -> dict:
+    """Store the optimised mixture (its manifest is already written under its id)."""
+    rows = output["pools"]
     Mixture.objects.for_tenant(job.tenant_id).update_or_create(
-        pk=mixture_id,
-        defaults={"tenant_id": job.tenant_id, "corpus": corpus, "job": job, "performance_model": model,
-                  "budget": params["budget"], "budget_unit": params["budget_unit"],
-                  "weights": {row["pool"]: row["weight"] for row in rows}, "pools": rows, "predicted": predicted,
-                  "frontier": frontier, "document_count": documents})
-    return {"mixture": str(mixture_id), "performance_model": str(model.pk), "budget": params["budget"],
-            "budget_unit": params["budget_unit"], "budget_samples": budget, "pools": rows, "predicted": predicted,
-            "documents": documents}
+        pk=output["mixture"],
+        defaults={"tenant_id": job.tenant_id, "corpus_id": output["corpus"], "job": job,
+                  "performance_model_id": output["performance_model"], "budget": output["budget"],
+                  "budget_unit": output["budget_unit"], "weights": output["weights"], "pools": rows,
+                  "predicted": output["predicted"], "frontier": output["frontier"],
+                  "document_count": output["documents"]})
+    return output
 
 
-class FitKind(JobKind):
+class RecordsModels(JobKind):
+    """Kinds with a ``fit`` stage (stored as a PerformanceModel) and maybe a ``mixture`` stage (a Mixture)."""
+
+    def record(self, *, job, stage, output):
+        if stage == "fit":
+            return record_model(job, output)
+        return record_mixture(job, output) if stage == "mixture" else output
+
+
+class FitKind(RecordsModels):
     """Embed, OT per pool, observations (pilot runs or proxy), fit: a PerformanceModel."""
 
     name = "fit"
@@ -290,14 +152,11 @@ class FitKind(JobKind):
     def normalise(self, *, tenant, data):
         return normalise_fit(tenant, data)
 
-    def plan(self, *, tenant, params):
-        return fit_stages(fit_datasets(tenant.pk, params))
-
-    def run_unit(self, *, job, stage, index):
-        return run_fit_unit(job, job.params, stage, index)
+    def plan(self, *, tenant_id, params):
+        return plans.fit_plan(fit_params(tenant_id, params))
 
 
-class MixtureKind(JobKind):
+class MixtureKind(RecordsModels):
     """Optimise a fitted model at a budget (fitting one first when none is given); write the manifest."""
 
     name = "mixture"
@@ -314,12 +173,6 @@ class MixtureKind(JobKind):
                     for key, value in data.items() if key in keep}
         return normalise_fit(tenant, data)
 
-    def plan(self, *, tenant, params):
-        stages = [] if params.get("performance_model") else fit_stages(fit_datasets(tenant.pk, params))
-        return stages + [Stage("mixture", 1)]
-
-    def run_unit(self, *, job, stage, index):
-        if stage != "mixture":
-            return run_fit_unit(job, job.params, stage, index)
-        model_id = job.params.get("performance_model") or _unit_output(job, "fit")["performance_model"]
-        return run_mixture_unit(job, job.params, model_id)
+    def plan(self, *, tenant_id, params):
+        fit = None if params.get("performance_model") else fit_params(tenant_id, params)
+        return plans.mixture_plan(mixture_params(params), fit)

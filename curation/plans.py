@@ -1,0 +1,139 @@
+"""The plan of every job kind: its stages, their units and queues, from typed params.
+
+Both executors (Celery in ``api/jobs/services.py``, local in :mod:`curation.executor`)
+run exactly these plans, so the service and ``python -m curation`` compute the same
+results for the same inputs, params and seed. A stage's ``run`` is a step of
+:mod:`curation.steps` bound to its params; stage names are wired here, in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from curation.pruning import NEEDS_EMBEDDINGS, PruneOptions
+from curation.steps import DatasetRef, PoolSpec, ScoreRef, Stage
+from curation.steps.embed import EmbedParams, embed_summary, embed_unit
+from curation.steps.model import (FitParams, MixtureParams, OTParams, fit_performance_law, optimise_mixture,
+                                  pilot_observations, pool_distances, source_distances)
+from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_classify, betr_select, betr_train,
+                                   index_unit, prune_unit)
+
+
+def embedding(datasets, embedder: str, batch_size: int | None = None) -> Stage:
+    """One unit per shard of every dataset, on the ``gpu`` queue; cached shards finish at once."""
+    params = EmbedParams(tuple(datasets), embedder, batch_size)
+    return Stage("embedding", params.units, partial(embed_unit, params=params), queue="gpu")
+
+
+def embed_plan(params: EmbedParams) -> list[Stage]:
+    return [embedding(params.datasets, params.embedder, params.batch_size),
+            Stage("summary", 1, partial(embed_summary, params=params, embedding_stage="embedding"))]
+
+
+def index_plan(params: IndexParams) -> list[Stage]:
+    return [embedding([params.corpus], params.embedder), Stage("build", 1, partial(index_unit, params=params))]
+
+
+def prune_plan(params: PruneParams) -> list[Stage]:
+    stages = [embedding([params.corpus], params.embedder)] if params.method in NEEDS_EMBEDDINGS else []
+    return stages + [Stage("select", 1, partial(prune_unit, params=params))]
+
+
+def betr_stages(params: BetrParams, prefix: str = "") -> list[Stage]:
+    train = prefix + "train"
+    return [Stage(train, 1, partial(betr_train, params=params)),
+            Stage(prefix + "classify", params.corpus.shard_count, partial(betr_classify, params=params)),
+            Stage(prefix + "select", 1, partial(betr_select, params=params, train_stage=train))]
+
+
+def betr_plan(params: BetrParams) -> list[Stage]:
+    return [embedding([params.corpus, *params.benchmarks], params.embedder)] + betr_stages(params)
+
+
+def ot_plan(params: OTParams) -> list[Stage]:
+    return [embedding([params.corpus, *params.benchmarks], params.embedder),
+            Stage("distances", 1, partial(source_distances, params=params))]
+
+
+def fit_stages(params: FitParams) -> list[Stage]:
+    return [Stage("ot", 1, partial(pool_distances, params=params)),
+            Stage("pilots", 1, partial(pilot_observations, params=params)),
+            Stage("fit", 1, partial(fit_performance_law, params=params, ot_stage="ot", pilots_stage="pilots"))]
+
+
+def fit_plan(params: FitParams) -> list[Stage]:
+    return [embedding([params.corpus, *params.benchmarks], params.embedder)] + fit_stages(params)
+
+
+def mixture_plan(params: MixtureParams, fit: FitParams | None = None) -> list[Stage]:
+    """Optimise a stored model, or (``fit`` given) fit one first in the same run."""
+    if fit is None:
+        return [Stage("mixture", 1, partial(optimise_mixture, params=params))]
+    params = MixtureParams(**{**params.__dict__, "fit_stage": "fit", "corpus": fit.corpus})
+    return fit_plan(fit) + [Stage("mixture", 1, partial(optimise_mixture, params=params))]
+
+
+@dataclass(frozen=True)
+class CurateParams:
+    """The whole pipeline (DESIGN.md 1 and 3): embed corpus and benchmarks, index, prune
+    (``prune_method``), BETR, pools (source x BETR decile over the kept documents, or sources
+    with ``quality_pools=False``), OT, pilots, fit, and the mixture at ``budget``."""
+
+    corpus: DatasetRef
+    benchmarks: tuple[DatasetRef, ...]
+    budget: float
+    embedder: str
+    budget_unit: str = "samples"
+    model_parameters: float | None = None
+    frontier_points: int = 25
+    metric: str | None = None
+    prune_method: str = "semdedup"
+    eps: float = 0.01
+    prune_fraction: float = 0.8
+    quality_pools: bool = True
+    sample_size: int = 200_000
+    ot_sample_size: int = 300
+    seed: int = 0
+
+    def index(self) -> IndexParams:
+        return IndexParams(self.corpus, self.embedder, seed=self.seed)
+
+    def prune(self) -> PruneParams:
+        return PruneParams(self.corpus, self.prune_method, self.embedder,
+                           PruneOptions(fraction=self.prune_fraction, eps=self.eps, seed=self.seed))
+
+    def betr(self) -> BetrParams:
+        return BetrParams(self.corpus, self.benchmarks, self.embedder, sample_size=self.sample_size,
+                          keep_fraction=0.1, seed=self.seed)
+
+    def fit(self) -> FitParams:
+        pools = PoolSpec(kept=ScoreRef(self.prune_method),
+                         quality=ScoreRef("betr") if self.quality_pools else None)
+        return FitParams(self.corpus, self.benchmarks, self.embedder, pools=pools, metric=self.metric,
+                         ot_sample_size=self.ot_sample_size, seed=self.seed)
+
+    def mixture(self) -> MixtureParams:
+        return MixtureParams(self.budget, self.budget_unit, self.model_parameters, self.frontier_points, self.seed,
+                             fit_stage="fit", corpus=self.corpus)
+
+
+def curate_plan(params: CurateParams) -> list[Stage]:
+    return [embedding([params.corpus, *params.benchmarks], params.embedder),
+            Stage("index", 1, partial(index_unit, params=params.index())),
+            Stage("prune", 1, partial(prune_unit, params=params.prune())),
+            *betr_stages(params.betr(), prefix="betr_"),
+            *fit_stages(params.fit()),
+            Stage("mixture", 1, partial(curate_result, params=params))]
+
+
+def curate_result(ctx, index: int, params: CurateParams) -> dict:
+    """The mixture, plus a summary of every stage before it."""
+    result = optimise_mixture(ctx, index, params.mixture())
+    prune, selected, fit = ctx.output("prune"), ctx.output("betr_select"), ctx.output("fit")
+    return {**result, "score_metrics": [params.prune_method, "betr"], "stages": {
+        "index": {k: ctx.output("index")["store"][k] for k in ("kind", "n", "recall_at_10")},
+        "prune": {k: prune.get(k) for k in ("method", "kept", "dropped", "reasons", "eps_curve")},
+        "betr": {"holdout_accuracy": selected["train"]["holdout_accuracy"],
+                 "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"]},
+        "ot": ctx.output("ot")["pool_ot"],
+        "fit": {k: fit[k] for k in ("metric", "fit_error", "provenance")}}}

@@ -1,0 +1,232 @@
+"""Modelling steps: pools, OT distances, pilot observations, the performance-law fit and the
+mixture at a budget (DESIGN.md 3.4-3.6), and the ``ot`` job's source-to-benchmark table.
+
+Pools are sources, or source x quality decile, over the documents a pruning run kept
+(:class:`~curation.steps.PoolSpec`). The fit's output carries the fitted law in stored
+form (``output["model"]``), so the ``mixture`` step of the same run reads it from there and
+a later run reads it back through ``ctx.model``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from curation.embedders import embedder_key
+from curation.manifest import select_documents, write_manifest
+from curation.laws import Observation, Pool, budget_in_samples, fit_law, restore_law
+from curation.ot import distance_table
+from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
+from curation.pools import assign_pools, source_name
+from curation.steps import Context, DatasetRef, PoolSpec, ScoreRef, StoredModel
+from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_rows
+from curation.storage import Keys
+
+MAX_PILOT_SIZE = 20_000  # documents in the largest proxy pilot run
+#: The OT options of the fit's pool distances (cosine cost, curation.ot's defaults).
+POOL_OT = {"metric": "cosine", "reg": 0.05, "n_resamples": 5}
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """Fit a law of ``corpus``'s pools to ``benchmarks``: the user's pilot runs of ``metric``,
+    or (``metric`` None) the built-in proxy evaluator's observations."""
+
+    corpus: DatasetRef
+    benchmarks: tuple[DatasetRef, ...]
+    embedder: str
+    pools: PoolSpec = PoolSpec()
+    metric: str | None = None
+    ot_sample_size: int = 300
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MixtureParams:
+    """Optimise a law at ``budget`` (in ``budget_unit``): the stored model ``performance_model``,
+    or the one the run's ``fit_stage`` fitted; write the manifest of the selected documents."""
+
+    budget: float
+    budget_unit: str = "samples"
+    model_parameters: float | None = None
+    frontier_points: int = 25
+    seed: int = 0
+    performance_model: str | None = None
+    fit_stage: str | None = None
+    corpus: DatasetRef | None = None
+
+
+@dataclass(frozen=True)
+class OTParams:
+    corpus: DatasetRef
+    benchmarks: tuple[DatasetRef, ...]
+    embedder: str
+    metric: str = "cosine"
+    reg: float = 0.05
+    sample_size: int = 500
+    n_resamples: int = 20
+    seed: int = 0
+
+
+def mixture_id(run_id: str) -> uuid.UUID:
+    """The id of the mixture a run makes (names its manifest)."""
+    return uuid.uuid5(uuid.UUID(run_id), "mixture")
+
+
+def _read_scores(ctx: Context, corpus: DatasetRef, ref: ScoreRef, column: str) -> np.ndarray:
+    run = ref.run or ctx.run_id
+    return np.concatenate([pq.read_table(ctx.storage.local_path(Keys.scores(run, ref.metric, i)), columns=[column])
+                           .column(column).to_numpy(zero_copy_only=False) for i in range(corpus.shard_count)])
+
+
+def pool_inputs(ctx: Context, corpus: DatasetRef, spec: PoolSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each document's pool (n,) (None where left out) and quality (n,) (higher is better; None
+    without quality pools)."""
+    kept = _read_scores(ctx, corpus, spec.kept, "kept").astype(bool) if spec.kept else None
+    quality = None
+    if spec.quality:
+        quality = _read_scores(ctx, corpus, spec.quality, "score").astype(np.float64)
+        quality = np.nan_to_num(-quality if spec.quality.lower_is_better else quality, nan=-np.inf)
+    return assign_pools(dataset_column(ctx, corpus, "source"), kept=kept, quality=quality), quality
+
+
+def _names(pools: np.ndarray) -> list[str]:
+    return sorted({p for p in pools if p is not None})
+
+
+def pool_distances(ctx: Context, index: int, params: FitParams) -> dict:
+    """OT distance of every pool to every benchmark, cached per (corpus, pools, benchmarks, embedder, options).
+
+    Corpora and benchmarks are immutable, so a cached table stays valid; the key hashes the
+    pool of every document, so other pools (another prune or BETR run) get their own entry.
+    """
+    pools, _ = pool_inputs(ctx, params.corpus, params.pools)
+    names = _names(pools)
+    digest = hashlib.sha256(json.dumps({
+        "pools": hashlib.sha256("\x1f".join(map(str, pools)).encode()).hexdigest(),
+        "benchmarks": [b.id for b in params.benchmarks], "embedder": embedder_key(ctx.embedder(params.embedder)),
+        "sample_size": params.ot_sample_size, "seed": params.seed, **POOL_OT}, sort_keys=True).encode()).hexdigest()[:24]
+    cache = Keys.ot_cache(params.corpus.id, digest)
+    if ctx.storage.exists(cache):
+        return json.loads(ctx.storage.read_bytes(cache)) | {"cached": True}
+    targets = {b.id: dataset_embeddings(ctx, b, params.embedder) for b in params.benchmarks}
+    table = distance_table({name: dataset_rows(ctx, params.corpus, params.embedder, np.flatnonzero(pools == name))
+                            for name in names}, targets, seed=params.seed, sample_size=params.ot_sample_size,
+                           **POOL_OT)
+    result = {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
+              "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}
+                            for i, name in enumerate(table.sources)}}
+    ctx.storage.write_bytes(cache, json.dumps(result).encode())
+    return result | {"cached": False}
+
+
+def pilot_observations(ctx: Context, index: int, params: FitParams) -> dict:
+    """The user's pilot runs of ``params.metric``, or proxy observations on designed mixtures."""
+    if params.metric:
+        if ctx.pilot_runs is None:
+            raise ValueError(f"no pilot runs of metric {params.metric!r} are available to this run")
+        higher_is_better, observations = ctx.pilot_runs(params.metric)
+        return {"metric": params.metric, "higher_is_better": higher_is_better, "observations": observations}
+    pools, _ = pool_inputs(ctx, params.corpus, params.pools)
+    names = _names(pools)
+    rng = np.random.default_rng(params.seed)
+    # at most MAX_PILOT_SIZE documents of each pool are ever drawn: read only those
+    chosen = {name: np.sort(rng.permutation(np.flatnonzero(pools == name))[:MAX_PILOT_SIZE]) for name in names}
+    positions = np.sort(np.concatenate(list(chosen.values())))
+    texts = dict(zip(positions.tolist(), dataset_column_at(ctx, params.corpus, "text", positions)))
+    target_texts = [t for b in params.benchmarks for t in dataset_column(ctx, b, "text")]
+    target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
+    observations = proxy_observations({name: [texts[i] for i in chosen[name].tolist()] for name in names},
+                                      target_texts, unique={name: int((pools == name).sum()) for name in names},
+                                      seed=params.seed, max_size=MAX_PILOT_SIZE, progress=ctx.progress)
+    return {"metric": PROXY_METRIC, "higher_is_better": False,
+            "observations": [{"weights": dict(o.weights), "size": o.size, "value": o.value, "origin": o.origin}
+                             for o in observations]}
+
+
+def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage: str, pilots_stage: str) -> dict:
+    """Fit the effective-data law to the pilot observations, with OT and quality as pool features."""
+    pools, quality = pool_inputs(ctx, params.corpus, params.pools)
+    ot = ctx.output(ot_stage)["pool_ot"]
+    pilots = ctx.output(pilots_stage)
+    pool_list = [Pool(name=name, unique=int((pools == name).sum()), ot=ot[name],
+                      quality=float(np.mean(quality[pools == name])) if quality is not None else math.nan)
+                 for name in _names(pools)]
+    observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"], origin=o["origin"])
+                    for o in pilots["observations"]]
+    try:
+        law = fit_law("effective_data", pool_list, observations, higher_is_better=pilots["higher_is_better"])
+    except ValueError as exc:
+        raise ValueError(f"the performance model could not be fitted: {exc}") from None
+    fitted = law.fitted(observations)
+    model = {**law.to_stored(), "metric": pilots["metric"], "higher_is_better": pilots["higher_is_better"],
+             "pool_spec": params.pools.as_dict(),
+             "observations": [o | {"fitted": float(f)} for o, f in zip(pilots["observations"], fitted)]}
+    return {"metric": pilots["metric"], "fit_error": law.rmse, "parameters": law.parameters(),
+            "provenance": model["provenance"],
+            "pools": {row["name"]: {"unique_documents": row["unique"], "utility": row.get("utility")}
+                      for row in law.pool_rows()},
+            "model": model}
+
+
+def _stored(ctx: Context, params: MixtureParams) -> tuple[StoredModel, str | None]:
+    if params.performance_model:
+        return ctx.model(params.performance_model), params.performance_model
+    fit = ctx.output(params.fit_stage)
+    m = fit["model"]
+    return StoredModel(kind=m["kind"], metric=m["metric"], higher_is_better=m["higher_is_better"],
+                       parameters=m["parameters"], pools=m["pools"], provenance=m["provenance"],
+                       corpus=params.corpus, pool_spec=PoolSpec.from_dict(m["pool_spec"])), fit.get("performance_model")
+
+
+def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
+    """The law's best mixture at the budget, its predicted metric with band, the frontier, and the
+    manifest of the selected documents (:meth:`Keys.manifest`)."""
+    stored, model_id = _stored(ctx, params)
+    law = restore_law(stored.kind, {"parameters": stored.parameters, "pools": stored.pools,
+                                    "provenance": stored.provenance})
+    corpus = stored.corpus
+    budget = budget_in_samples(params.budget, params.budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+                               parameters=params.model_parameters)
+    allocation = law.optimize(budget)
+    prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget)
+    frontier = law.frontier(np.geomspace(budget / 100, budget * 100, params.frontier_points))
+    pools, quality = pool_inputs(ctx, corpus, stored.pool_spec)
+    selection = select_documents(pools, allocation, quality=quality, seed=params.seed)
+    identifier = mixture_id(ctx.run_id)
+    documents = write_manifest(ctx.storage, Keys.manifest(identifier), ids=dataset_column(ctx, corpus, "id"),
+                               selection=selection)
+    rows = [row for row in allocation.as_rows(law.unique.astype(int)) if row["weight"] > 0]
+    predicted = {"metric": stored.metric, "higher_is_better": stored.higher_is_better, "value": prediction.value,
+                 "low": prediction.low, "high": prediction.high, "extrapolated": prediction.extrapolated,
+                 "provenance": stored.provenance}
+    return {"mixture": str(identifier), "performance_model": model_id, "corpus": corpus.id,
+            "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": budget, "pools": rows,
+            "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,
+            "documents": documents}
+
+
+def source_distances(ctx: Context, index: int, params: OTParams) -> dict:
+    """The debiased Sinkhorn divergence from every corpus source to every benchmark, with a
+    bootstrap band (:func:`curation.ot.distance_table`); only the sampled rows are read."""
+    corpus = params.corpus
+    sources = np.array([source_name(s) for s in dataset_column(ctx, corpus, "source")])
+    by_source = {name: dataset_rows(ctx, corpus, params.embedder, np.flatnonzero(sources == name))
+                 for name in sorted(set(sources))}
+    targets = {b.name: dataset_embeddings(ctx, b, params.embedder) for b in params.benchmarks}
+    table = distance_table(by_source, targets, seed=params.seed, metric=params.metric, reg=params.reg,
+                           sample_size=params.sample_size, n_resamples=params.n_resamples)
+    distances = {source: {target: {"value": float(table.value[i, j]), "low": float(table.low[i, j]),
+                                   "high": float(table.high[i, j])}
+                          for j, target in enumerate(table.targets)}
+                 for i, source in enumerate(table.sources)}
+    closest = {target: table.sources[int(np.argmin(table.value[:, j]))] for j, target in enumerate(table.targets)}
+    return {"embedder_key": embedder_key(ctx.embedder(params.embedder)), "metric": params.metric, "reg": params.reg,
+            "benchmarks": {b.name: b.id for b in params.benchmarks},
+            "source_documents": {name: int(len(v)) for name, v in by_source.items()},
+            "distances": distances, "closest_source": closest}
