@@ -43,10 +43,17 @@ class Series:
     extra: dict = field(default_factory=dict)
 
 
-def number(value: float | None, digits: int = 3) -> str:
-    """Compact human number: 1234567 -> 1.23M, 0.01234 -> 0.0123."""
+def number(value: float | None, digits: int = 3, *, scale: float | None = None) -> str:
+    """Compact human number: 1234567 -> 1.23M, 0.01234 -> 0.0123.
+
+    ``scale`` is the span of the axis (or range) the value belongs to: a value below the
+    precision shown at that scale (``scale * 10**-digits / 2``) is floating residue, e.g. a
+    bin edge of ``3.7e-05`` on an axis from -0.5 to 0.5, and prints as ``0``.
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
+    if scale is not None and math.isfinite(scale) and abs(value) < abs(scale) * 10.0**-digits / 2:
+        value = 0.0
     magnitude = abs(value)
     for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if magnitude >= size:
@@ -57,6 +64,8 @@ def number(value: float | None, digits: int = 3) -> str:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round ticks (multiples of 1, 2, 2.5 or 5 times a power of ten) covering ``[low, high]``;
+    a tick within floating residue of 0 is exactly 0."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return [0.0]
     if high <= low:
@@ -65,7 +74,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
-    return [round(k * step, 12) for k in range(first, last + 1)]
+    ticks = [float(f"{k * step:.12g}") for k in range(first, last + 1)]
+    return [0.0 if abs(t) < step * 1e-9 else t for t in ticks]
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -130,6 +140,11 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{number(tick)}</text>')
     bins = len(edges) - 1
     bar_w = plot_w / max(bins, 1)
+    span = (edges[-1] - edges[0]) if bins > 0 else 0.0
+
+    def edge(value: float) -> str:
+        return number(value, scale=span)
+
     for i in range(bins):
         base = 0
         for j, name in enumerate(names):
@@ -140,17 +155,21 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
             y1 = top_pad + plot_h * (1 - (base + count) / ymax)
             body.append(f'<rect x="{left + i * bar_w + 0.5:.1f}" y="{y1:.1f}" width="{max(bar_w - 1, 0.5):.1f}" '
                         f'height="{y0 - y1:.1f}" fill="{PALETTE[j % len(PALETTE)]}"><title>{escape(name)} '
-                        f'{number(edges[i])}–{number(edges[i + 1])}: {count}</title></rect>')
+                        f'{edge(edges[i])}–{edge(edges[i + 1])}: {count}</title></rect>')
             base += count
-    for k in range(0, bins + 1, max(1, bins // 6)):
-        x = left + k * bar_w
-        body.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle" class="tick">'
-                    f'{number(edges[k])}</text>')
+    # Round x ticks where they fall, not the bin edges' own values (rarely round numbers).
+    low, high = edges[0], edges[-1]
+    for tick in nice_ticks(low, high, 6) if high > low else []:
+        if low - span * 1e-9 <= tick <= high + span * 1e-9:
+            x = left + plot_w * (tick - low) / (high - low)
+            body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h + 4}" '
+                        f'class="axis"/><text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
+                        f'class="tick">{edge(tick)}</text>')
     body.append(f'<line x1="{left}" x2="{width - right}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h}" class="axis"/>'
                 f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="axis-label">'
                 f'{escape(x_label)}</text>')
     svg = head + "".join(body) + "</svg>"
-    rows = [[f"{number(edges[i])} – {number(edges[i + 1])}", *[str(series[n][i]) for n in names]]
+    rows = [[f"{edge(edges[i])} – {edge(edges[i + 1])}", *[str(series[n][i]) for n in names]]
             for i in range(bins)]
     return Chart(title, mark_safe(svg), [x_label, *names], rows, description)
 
@@ -203,11 +222,11 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     body.append(legend)
     for tick in yticks:
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" class="grid"/>'
-                    f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end" class="tick">{number(tick)}</text>')
+                    f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end" class="tick">{number(tick, scale=y1 - y0)}</text>')
     for tick in xticks:
         body.append(f'<line x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{top_pad}" y2="{top_pad + plot_h}" '
                     f'class="grid"/><text x="{sx(tick):.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
-                    f'class="tick">{number(tick)}</text>')
+                    f'class="tick">{number(tick, scale=None if x_log else x1 - x0)}</text>')
     body.append(f'<rect x="{left}" y="{top_pad}" width="{plot_w}" height="{plot_h}" class="frame"/>'
                 f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="axis-label">'
                 f'{escape(x_label)}{" (log scale)" if x_log else ""}</text>'

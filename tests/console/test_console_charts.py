@@ -1,0 +1,40 @@
+"""The console's SVG charts on their own: tick labels and the values they print."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from api.console import charts
+
+
+def _ticks(svg: str) -> list[str]:
+    return re.findall(r'class="tick">([^<]*)</text>', svg)
+
+
+def test_a_histogram_prints_zero_where_a_bin_edge_is_floating_residue():
+    # Scores from -1/3 to 2/3 (float32 scores read back as float64): the tenth of 30 bin
+    # edges, where the axis crosses 0, is 3.7e-05 away from it.
+    edges = (np.linspace(-1 / 3, 2 / 3, 31) + 3.7e-05).tolist()
+    assert abs(edges[10]) < 1e-4 and edges[10] != 0
+    chart = charts.histogram("scores", edges, {"kept": [1] * 30, "dropped": [2] * 30})
+    x_ticks = [t for t in _ticks(chart.svg) if not t.isdigit()]  # the y ticks count documents
+    assert "0" in _ticks(chart.svg) and x_ticks == ["-0.2", "0.2", "0.4", "0.6"], _ticks(chart.svg)
+    assert "e-0" not in chart.svg, "no residue in tick labels or bar titles"
+    assert chart.rows[10][0] == "0 – 0.0334", chart.rows[9:11]
+
+
+def test_number_snaps_residue_only_at_the_scale_given():
+    assert charts.number(3.7e-05) == "3.70e-05", "without a scale a small value is a small value"
+    assert charts.number(3.7e-05, scale=1.0) == "0"
+    assert charts.number(3.7e-05, scale=0.01) == "3.70e-05", "on a narrow axis it is real"
+    assert charts.number(-1e-17, scale=2.0) == "0"
+
+
+def test_nice_ticks_are_round_and_cross_zero_exactly():
+    assert charts.nice_ticks(-0.3, 0.7) == [-0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8]
+    assert charts.nice_ticks(-3e-13, 7e-13) == [-4e-13, -2e-13, 0.0, 2e-13, 4e-13, 6e-13, 8e-13], \
+        "tiny ranges keep distinct ticks"
+    ticks = charts.nice_ticks(0.1 - 1e-10, 0.9)
+    assert ticks[0] == 0.0 and str(ticks[1]) == "0.2"
+
