@@ -93,10 +93,23 @@ class IngestResult:
     tokens: int = 0
     sources: Counter = field(default_factory=Counter)
     shards: list[ShardInfo] = field(default_factory=list)
+    #: Whether any record carried an id / a source (else ids were generated, sources left empty).
+    ids_read: bool = False
+    sources_read: bool = False
 
     @property
     def stored_bytes(self) -> int:
         return sum(s.file_bytes for s in self.shards)
+
+    def fields_used(self, mapping: FieldMapping) -> dict:
+        """The fields the documents were read from: ``text_field``, ``id_field`` and
+        ``source_field`` (``None`` where the file had no such field: generated ids, no
+        source), and ``defaulted``, the ones whose name came from the defaults."""
+        return {"text_field": mapping.text_field,
+                "id_field": mapping.id_name if self.ids_read else None,
+                "source_field": mapping.source_name if self.sources_read else None,
+                "defaulted": [name for name, given in (("id_field", mapping.id_field),
+                                                       ("source_field", mapping.source_field)) if given is None]}
 
 
 def detect_format(filename: str, declared: str | None = None) -> str:
@@ -379,6 +392,9 @@ def ingest_file(
         for ordinal, record in enumerate(records):
             if record.id is None:
                 record.id = str(ordinal)
+            else:
+                result.ids_read = True
+            result.sources_read = result.sources_read or record.source is not None
             digests.append(int.from_bytes(hashlib.blake2b(record.id.encode(), digest_size=8).digest(), "little"))
             lines.append(record.line)
             text_bytes = len(record.text.encode("utf-8"))

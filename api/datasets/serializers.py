@@ -27,6 +27,9 @@ class ShardSerializer(serializers.ModelSerializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     sources = serializers.JSONField(source="source_counts", help_text="Documents per source ('' = no source).")
+    field_mapping = serializers.JSONField(read_only=True, help_text=(
+        "The fields the documents were read from: text_field, id_field (null: ids were generated), source_field "
+        "(null: no source), and defaulted, the fields whose name came from the defaults (id, source)."))
 
     class Meta:
         model = Dataset

@@ -13,10 +13,12 @@ from django_celery_beat.models import PeriodicTask
 
 from api.console import urls as console_urls
 from api.console.views import PostOnlyView
+from api.datasets import services as dataset_services
 from api.datasets.models import Dataset
 from api.jobs.models import Job
 from api.schedules.models import Schedule
 from api.tenancy.models import ApiKey
+from curation.ingest import FieldMapping
 from tests.api.helpers import files_under, upload
 from tests.console.conftest import PASSWORD, fill_tenant
 
@@ -110,6 +112,25 @@ def test_every_page_shows_the_tenants_data(client, user_a, tenant_a, data_a):
     assert "nightly re-embed" in schedules and "cron 0 3 * * *" in schedules and "03:00:00 UTC" in schedules
     assert "03:00:00 UTC" in _page(client, f"/console/{t}/schedules/{data_a['schedule'].pk}/")
     assert "cur_" in _page(client, f"/console/{t}/keys/")
+
+
+def test_corpus_page_names_the_fields_the_documents_were_read_from(client, user_a, tenant_a, data_a):
+    _login(client, user_a)
+    t = tenant_a[0].pk
+    # The demo corpus has ids and sources under the default names: the page names them, not null.
+    detail = _page(client, f"/console/{t}/corpora/{data_a['corpus'].pk}/")
+    fields = re.search(r"<ul class=\"plain\" data-fields-read>(.*?)</ul>", detail, re.S).group(1)
+    assert "null" not in fields and "None" not in fields
+    assert re.findall(r"<li>(\w+): <code>(\w+)</code> <span class=\"muted\">\(([^)]*)\)", fields) == [
+        ("id", "id", "default"), ("source", "source", "default")]
+    assert "<li>text: <code>text</code></li>" in fields
+    noids = dataset_services.dataset_create(
+        tenant=tenant_a[0], kind="corpus", name="noids.jsonl", mapping=FieldMapping(text_field="body"),
+        upload=SimpleUploadedFile("noids.jsonl", b'{"body": "a"}\n{"body": "b"}\n'))
+    fields = _page(client, f"/console/{t}/corpora/{noids.pk}/").split("data-fields-read>")[1].split("</ul>")[0]
+    assert "<li>text: <code>body</code></li>" in fields
+    assert "id: <span class=\"muted\">(not in the file: ids generated" in fields
+    assert "source: <span class=\"muted\">(not in the file: documents have no source)" in fields
 
 
 def test_progress_json_is_the_api_job_document_plus_units(client, user_a, tenant_a, data_a, client_a):

@@ -82,3 +82,20 @@ def test_column_at_reads_global_positions_across_shards(tmp_path):
     paths = [tmp_path / "shards" / f"shard-{s.index:05d}.parquet" for s in result.shards]
     assert column_at(paths, "text", [0, 9, 10, 24]) == ["t0", "t9", "t10", "t24"]
     assert column_at(paths, "id", []) == []
+
+
+def test_the_fields_used_name_defaults_that_were_read_and_none_for_fields_the_file_lacks(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    both = _write(tmp_path, "g.jsonl", [{"id": "a", "text": "1", "source": "web"}, {"id": "b", "text": "2"}])
+    used = ingest_file(both, filename="g.jsonl", out_dir=out).fields_used(FieldMapping())
+    assert used == {"text_field": "text", "id_field": "id", "source_field": "source",
+                    "defaulted": ["id_field", "source_field"]}
+    bare = _write(tmp_path, "h.jsonl", [{"body": "1"}, {"body": "2"}])
+    mapping = FieldMapping(text_field="body")
+    assert ingest_file(bare, filename="h.jsonl", out_dir=out, mapping=mapping).fields_used(mapping) == {
+        "text_field": "body", "id_field": None, "source_field": None, "defaulted": ["id_field", "source_field"]}
+    named = FieldMapping(text_field="body", id_field="key", source_field="cat")
+    given = _write(tmp_path, "i.jsonl", [{"key": 1, "body": "t", "cat": "x"}])
+    assert ingest_file(given, filename="i.jsonl", out_dir=out, mapping=named).fields_used(named) == {
+        "text_field": "body", "id_field": "key", "source_field": "cat", "defaulted": []}

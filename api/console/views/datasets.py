@@ -17,6 +17,28 @@ from api.jobs.kinds import KINDS
 from curation.ingest import FieldMapping
 
 
+def fields_read(mapping: dict) -> list[dict]:
+    """The text, id and source fields the documents were read from, for the details card.
+
+    ``mapping`` is ``Dataset.field_mapping``: the fields used and which came from the
+    defaults; a dataset stored before uploads recorded that has only the names given
+    (``None`` for a default), shown as the default rule.
+    """
+    recorded = "defaulted" in mapping
+    defaulted = set(mapping.get("defaulted") or ())
+    rows = [{"role": "text", "field": mapping.get("text_field") or "text", "note": ""}]
+    for role, key, absent in (("id", "id_field", "not in the file: ids generated (0, 1, 2, ...)"),
+                              ("source", "source_field", "not in the file: documents have no source")):
+        name = mapping.get(key)
+        if name:
+            rows.append({"role": role, "field": name, "note": "default" if key in defaulted else "as given"})
+        elif recorded:
+            rows.append({"role": role, "field": "", "note": absent})
+        else:
+            rows.append({"role": role, "field": role, "note": "default, when present in the file"})
+    return rows
+
+
 class _DatasetView(ConsoleView):
     """Corpora and benchmarks share pages; the URL's ``plural`` (corpora|benchmarks) picks the kind."""
 
@@ -85,6 +107,7 @@ class DatasetDetailView(_DatasetView):
             "sources_chart": charts.bar_chart("Documents per source", sources, value_label="documents",
                                               fmt=lambda v: f"{int(v):,}"),
             "histograms": histograms, "jobs": selectors.dataset_jobs(dataset=dataset),
+            "fields_read": fields_read(dataset.field_mapping or {}),
             "job_kinds": sorted(KINDS),
         })
 
