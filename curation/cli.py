@@ -27,6 +27,7 @@ from tqdm import tqdm
 from curation.embedders import DEFAULT_EMBEDDER
 from curation.executor import LocalExecutor
 from curation.ingest import FieldMapping, IngestError, ingest_file
+from curation import summary
 from curation.plans import CurateParams, curate_plan
 from curation.pruning import NEEDS_EMBEDDINGS
 from curation.steps import DatasetRef
@@ -137,16 +138,10 @@ def curate_files(args) -> str:
                "timings": timings}
     (out / "mixture.json").write_text(json.dumps(mixture, indent=1))
 
-    prune, predicted, rows = result["stages"]["prune"], result["predicted"], result["pools"]
-    direction = "higher" if predicted["higher_is_better"] else "lower"
+    prune = result["stages"]["prune"]
     lines = [f"Mixture at {args.budget:g} {args.budget_unit} ({result['budget_samples']:,.0f} samples); "
              f"{args.prune_method} dropped {prune['dropped']} of {corpus.documents} documents",
-             f"  {'pool':<24}{'weight':>8}{'unique docs':>13}{'repetitions':>13}"]
-    lines += [f"  {row['pool']:<24}{row['weight']:>8.3f}{row['unique_documents']:>13}{row['repetitions']:>13.2f}"
-              for row in sorted(rows, key=lambda r: -r["weight"])]
-    lines.append(f"Predicted {predicted['metric']} ({direction} is better): {predicted['value']:.3f} "
-                 f"[{predicted['low']:.3f}, {predicted['high']:.3f}]; parameters from: "
-                 f"{', '.join(sorted(set(predicted['provenance'].values())))}")
+             *summary.pool_table(result["pools"]), summary.prediction_line(result["predicted"])]
     lines.append("Seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
     lines.append(f"Units run: {executor.units_run} (finished units of an earlier run are reused)")
     lines.append(f"Wrote {out / 'mixture.json'} and {out / 'manifest.parquet'} ({result['documents']} documents) "

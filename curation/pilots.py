@@ -21,6 +21,13 @@ from curation.laws import Observation
 from curation.proxy import BigramProxy
 
 METRIC = "proxy_cross_entropy"
+#: Units of the metrics the service defines (a pilot run's metric is the user's own: unit unknown).
+METRIC_UNITS = {METRIC: "nats per token"}
+
+
+def metric_unit(metric: str) -> str | None:
+    """The unit of ``metric`` where the service knows it, else ``None``."""
+    return METRIC_UNITS.get(metric)
 
 
 def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, max_vertices: int = 12,

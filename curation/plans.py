@@ -134,6 +134,7 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
         "index": {k: ctx.output("index")["store"][k] for k in ("kind", "n", "recall_at_10")},
         "prune": {k: prune.get(k) for k in ("method", "kept", "dropped", "reasons", "eps_curve")},
         "betr": {"holdout_accuracy": selected["train"]["holdout_accuracy"],
-                 "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"]},
+                 "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"],
+                 **{k: selected[k] for k in ("kept", "token_fraction", "kept_tokens", "total_tokens")}},
         "ot": ctx.output("ot")["pool_ot"],
         "fit": {k: fit[k] for k in ("metric", "fit_error", "provenance")}}}

@@ -95,10 +95,16 @@ def _open(title: str, description: str, width: int, height: int) -> tuple[str, l
 
 
 def bar_chart(title: str, items: Sequence[tuple[str, float]], *, value_label: str = "value",
-              fmt: Callable[[float], str] = number, description: str = "") -> Chart:
-    """Horizontal bars, one per ``(label, value)``, largest first as given."""
+              fmt: Callable[[float], str] = number, description: str = "",
+              notes: tuple[str, Sequence[str]] | None = None) -> Chart:
+    """Horizontal bars, one per ``(label, value)``, largest first as given.
+
+    ``notes`` (a column name, one text per item) puts a note beside each value, and a
+    column in the data table: what the value counts, e.g. ``28 / 32 unique used``.
+    """
     items = list(items)
-    width, left, right, row = 960, 200, 90, 26
+    note_label, note_texts = notes or ("", [""] * len(items))
+    width, left, right, row = 960, 200, 260 if notes else 90, 26
     height = 20 + row * max(len(items), 1)
     head, body = _open(title, description or f"{title}: " + ", ".join(f"{k} {fmt(v)}" for k, v in items[:20]),
                        width, height)
@@ -112,10 +118,15 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], *, value_label: st
                     f'<title>{escape(label)}</title></text>'
                     f'<rect x="{left}" y="{y + 3}" width="{bar:.1f}" height="{row - 8}" rx="2" '
                     f'fill="{PALETTE[0]}"><title>{escape(label)}: {escape(fmt(value))}</title></rect>'
-                    f'<text x="{left + bar + 6:.1f}" y="{y + 16}" class="value">{escape(fmt(value))}</text>')
+                    f'<text x="{left + bar + 6:.1f}" y="{y + 16}" class="value">{escape(fmt(value))}'
+                    + (f' <tspan class="note">{escape(note_texts[i])}</tspan>' if note_texts[i] else "")
+                    + '</text>')
     if not items:
         body.append(f'<text x="{width / 2}" y="24" text-anchor="middle" class="muted">no data</text>')
     svg = head + "".join(body) + "</svg>"
+    if notes:
+        return Chart(title, mark_safe(svg), ["label", value_label, note_label],
+                     [[k or "(none)", fmt(v), note] for (k, v), note in zip(items, note_texts)], description)
     return Chart(title, mark_safe(svg), ["label", value_label], [[k or "(none)", fmt(v)] for k, v in items],
                  description)
 

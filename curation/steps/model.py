@@ -21,13 +21,14 @@ from curation.embedders import embedder_key
 from curation.manifest import select_documents, write_manifest
 from curation.laws import Observation, Pool, budget_in_samples, fit_law, restore_law
 from curation.ot import distance_table
-from curation.pilots import METRIC as PROXY_METRIC, proxy_observations
+from curation.pilots import METRIC as PROXY_METRIC, metric_unit, proxy_observations
 from curation.pools import assign_pools, source_name
 from curation.steps import Context, DatasetRef, PoolSpec, ScoreRef, StoredModel
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_rows
 from curation.storage import Keys
 
 MAX_PILOT_SIZE = 20_000  # documents in the largest proxy pilot run
+BAND_LEVEL = 0.95  # the probability the predicted metric's band is drawn for
 #: The OT options of the fit's pool distances (cosine cost, curation.ot's defaults).
 POOL_OT = {"metric": "cosine", "reg": 0.05, "n_resamples": 5}
 
@@ -194,7 +195,7 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
     budget = budget_in_samples(params.budget, params.budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
                                parameters=params.model_parameters)
     allocation = law.optimize(budget)
-    prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget)
+    prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget, level=BAND_LEVEL)
     frontier = law.frontier(np.geomspace(budget / 100, budget * 100, params.frontier_points))
     pools, quality = pool_inputs(ctx, corpus, stored.pool_spec)
     selection = select_documents(pools, allocation, quality=quality, seed=params.seed)
@@ -202,9 +203,10 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
     documents = write_manifest(ctx.storage, Keys.manifest(identifier), ids=dataset_column(ctx, corpus, "id"),
                                selection=selection)
     rows = [row for row in allocation.as_rows(law.unique.astype(int)) if row["weight"] > 0]
-    predicted = {"metric": stored.metric, "higher_is_better": stored.higher_is_better, "value": prediction.value,
-                 "low": prediction.low, "high": prediction.high, "extrapolated": prediction.extrapolated,
-                 "provenance": stored.provenance}
+    predicted = {"metric": stored.metric, "unit": metric_unit(stored.metric),
+                 "higher_is_better": stored.higher_is_better, "value": prediction.value,
+                 "low": prediction.low, "high": prediction.high, "level": BAND_LEVEL,
+                 "extrapolated": prediction.extrapolated, "provenance": stored.provenance}
     return {"mixture": str(identifier), "performance_model": model_id, "corpus": corpus.id,
             "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": budget, "pools": rows,
             "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,

@@ -97,7 +97,8 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True, label: 
         weights=weights, pools=rows, frontier=law.frontier(np.geomspace(budget / 30, budget * 30, 13)),
         document_count=sum(row["unique_documents"] for row in rows),
         predicted={"metric": metric, "higher_is_better": True, "value": prediction.value, "low": prediction.low,
-                   "high": prediction.high, "extrapolated": prediction.extrapolated, "provenance": provenance})
+                   "high": prediction.high, "level": 0.95, "extrapolated": prediction.extrapolated,
+                   "provenance": provenance})
     objects["performance_model"] = model
     objects["schedule"] = schedule_create(tenant=tenant, name=label + "nightly re-embed", cron="0 3 * * *", job_kind="embed",
                                           job_params={"corpus": str(corpus.pk), "embedder": "hashing"})

@@ -38,3 +38,10 @@ def test_nice_ticks_are_round_and_cross_zero_exactly():
     ticks = charts.nice_ticks(0.1 - 1e-10, 0.9)
     assert ticks[0] == 0.0 and str(ticks[1]) == "0.2"
 
+
+def test_bar_notes_stand_beside_the_value_and_in_the_table():
+    chart = charts.bar_chart("Repetitions per pool", [("web", 0.875)], fmt=lambda v: f"{v:.2f}×",
+                             value_label="repetitions", notes=("unique used / available", ["28 / 32 unique used"]))
+    assert re.search(r'class="value">0\.88× <tspan class="note">28 / 32 unique used</tspan>', chart.svg)
+    assert chart.headers == ["label", "repetitions", "unique used / available"]
+    assert chart.rows == [["web", "0.88×", "28 / 32 unique used"]]

@@ -133,6 +133,19 @@ def test_corpus_page_names_the_fields_the_documents_were_read_from(client, user_
     assert "source: <span class=\"muted\">(not in the file: documents have no source)" in fields
 
 
+def test_mixture_page_says_what_repetitions_count_and_the_bands_level(client, user_a, tenant_a, data_a):
+    _login(client, user_a)
+    t = tenant_a[0].pk
+    # Repetitions below 1 say how many of the pool's documents are used; the band says its level.
+    mixture = data_a["mixture"]
+    page = _page(client, f"/console/{t}/mixtures/{mixture.pk}/")
+    for pool in mixture.pools:
+        used = f"{pool['unique_documents']:,} / {pool['available_documents']:,} unique used"
+        assert f"{pool['repetitions']:.2f}× <tspan class=\"note\">{used}</tspan>" in page, pool
+    note = re.search(r"<p class=\"muted\" data-predicted-note>(.*?)</p>", page).group(1)
+    assert note.startswith("higher is better; 95% band ") and " – " in note, note
+
+
 def test_progress_json_is_the_api_job_document_plus_units(client, user_a, tenant_a, data_a, client_a):
     _login(client, user_a)
     job = data_a["job"]

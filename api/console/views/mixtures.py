@@ -7,11 +7,25 @@ from api.console import charts, selectors
 from api.console.base import ConsoleView
 from api.modeling.models import Mixture
 from api.modeling.views import manifest_response
+from curation.pilots import metric_unit
 
 
 def _band(predicted: dict) -> str:
     low, high = selectors.finite(predicted.get("low")), selectors.finite(predicted.get("high"))
     return f"{charts.number(low, 4)} – {charts.number(high, 4)}" if low is not None and high is not None else ""
+
+
+def _used(pool: dict) -> str:
+    """``28 / 32 unique used``: what a pool's repetitions count."""
+    used, available = pool.get("unique_documents"), pool.get("available_documents")
+    if used is None or available is None:
+        return ""
+    return f"{int(used):,} / {int(available):,} unique used"
+
+
+def _level(predicted: dict) -> str:
+    level = selectors.finite(predicted.get("level"))
+    return f"{level:.0%}" if level is not None and 0 < level < 1 else ""
 
 
 class MixtureListView(ConsoleView):
@@ -52,11 +66,15 @@ class MixtureDetailView(ConsoleView):
                           "weights": selectors.mixture_key(f.get("weights") or {})} for f in frontier]
         return self.page({
             "mixture": mixture, "pools": pools, "predicted": predicted, "band": _band(predicted),
+            "band_level": _level(predicted), "unit": predicted.get("unit") or metric_unit(metric),
             "weights_chart": charts.bar_chart("Weight per pool", weights, value_label="weight",
                                               fmt=lambda v: f"{v:.1%}"),
             "repetitions_chart": charts.bar_chart(
                 "Repetitions per pool", [(p.get("pool", "?"), float(p.get("repetitions") or 0)) for p in pools],
-                value_label="repetitions", fmt=lambda v: f"{v:.2f}×"),
+                value_label="repetitions", fmt=lambda v: f"{v:.2f}×",
+                notes=("unique used / available", [_used(p) for p in pools]),
+                description="Samples of each pool the budget shows per available document: below 1, some "
+                            "documents are not used; above 1, documents repeat."),
             "frontier_chart": frontier_chart, "frontier_rows": frontier_rows,
             "provenance": sorted((predicted.get("provenance") or {}).items()),
             "manifest_formats": ("jsonl", "parquet"),

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from api.core.embedded import EmbeddedStack
 from api.tenancy.models import Tenant
 from api.tenancy.services import api_key_create, tenant_create
+from curation import summary
 from curation.demo_data import demo_benchmark, demo_corpus, write_jsonl
 
 DEMO_TENANT = "demo"
@@ -94,21 +95,13 @@ class Command(BaseCommand):
         prune, betr = stages["prune"], stages["betr"]
         self.stdout.write(f"\nPruned: SemDeDup kept {prune['kept']} of {prune['kept'] + prune['dropped']} documents "
                           f"({', '.join(f'{n} {r}' for r, n in prune['reasons'].items())})")
-        self.stdout.write(f"BETR classifier: held-out accuracy {betr['holdout_accuracy']:.2f}; top 10% of tokens "
-                          "by source: " + ", ".join(f"{k} {v}" for k, v in betr["kept_per_source"].items()))
+        self.stdout.write(summary.betr_line(betr))
         self.stdout.write("OT distance of each pool to the benchmark (lower is closer): "
                           + ", ".join(f"{k} {v:.3f}" for k, v in sorted(stages["ot"].items(), key=lambda i: i[1])[:5])
                           + (" ..." if len(stages["ot"]) > 5 else ""))
         self.stdout.write(f"\nMixture {result['mixture']} at {budget:g} samples")
-        self.stdout.write(f"  {'pool':<22}{'weight':>8}{'unique docs':>13}{'available':>11}{'repetitions':>13}")
-        for row in sorted(result["pools"], key=lambda r: -r["weight"]):
-            self.stdout.write(f"  {row['pool']:<22}{row['weight']:>8.3f}{row['unique_documents']:>13}"
-                              f"{row['available_documents']:>11}{row['repetitions']:>13.2f}")
-        predicted = result["predicted"]
-        sources = sorted(set(predicted["provenance"].values()))
-        self.stdout.write(f"\nPredicted {predicted['metric']} ({'higher' if predicted['higher_is_better'] else 'lower'}"
-                          f" is better): {predicted['value']:.3f}  [{predicted['low']:.3f}, {predicted['high']:.3f}]"
-                          f"  parameters from: {', '.join(sources)}")
+        self.stdout.write("\n".join(summary.pool_table(result["pools"])))
+        self.stdout.write("\n" + summary.prediction_line(result["predicted"]))
         mixture = call("GET", f"{api}/mixtures/{result['mixture']}/")
         self.stdout.write("Best mixture by budget (frontier):")
         for row in mixture["frontier"][::6]:

@@ -1,0 +1,41 @@
+"""Plain-text lines that summarise a curation result, shared by ``python -m curation curate``
+and ``manage.py demo``: every number says what it counts, its unit and band level where known."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from curation.pilots import metric_unit
+
+
+def pool_table(rows: Sequence[Mapping], *, indent: str = "  ") -> list[str]:
+    """The mixture's pools, largest weight first: weight, unique documents used of those
+    available, and repetitions (samples shown per available document: 28 of 32 documents
+    shown once each is 0.88)."""
+    lines = [f"{indent}{'pool':<24}{'weight':>8}{'unique used / available':>26}{'repetitions':>13}"]
+    for row in sorted(rows, key=lambda r: -r["weight"]):
+        used = f"{row['unique_documents']} / {row['available_documents']}"
+        lines.append(f"{indent}{row['pool']:<24}{row['weight']:>8.3f}{used:>26}{row['repetitions']:>13.2f}")
+    return lines
+
+
+def prediction_line(predicted: Mapping) -> str:
+    """``Predicted <metric> (<unit>, lower is better): value, 95% band [low, high]; parameters from: ...``."""
+    unit = predicted.get("unit") or metric_unit(predicted["metric"])
+    direction = f"{'higher' if predicted['higher_is_better'] else 'lower'} is better"
+    level = predicted.get("level")
+    band = f"{level:.0%} band" if level else "band"
+    sources = ", ".join(sorted(set((predicted.get("provenance") or {}).values()))) or "unknown"
+    return (f"Predicted {predicted['metric']} ({f'{unit}, ' if unit else ''}{direction}): {predicted['value']:.3f}, "
+            f"{band} [{predicted['low']:.3f}, {predicted['high']:.3f}]; parameters from: {sources}")
+
+
+def betr_line(betr: Mapping) -> str:
+    """What BETR kept: a share of tokens, counted in tokens and documents, and the documents by source."""
+    kept_tokens, total = betr.get("kept_tokens"), betr.get("total_tokens")
+    share = f"{betr['token_fraction']:.0%}" if betr.get("token_fraction") is not None else "a share"
+    tokens = f" ({kept_tokens:,} of {total:,} tokens)" if kept_tokens is not None and total else ""
+    documents = sum(betr["kept_per_source"].values())
+    by_source = ", ".join(f"{k or '(none)'} {v}" for k, v in sorted(betr["kept_per_source"].items(),
+                                                                      key=lambda kv: (-kv[1], kv[0])))
+    return (f"BETR classifier: held-out accuracy {betr['holdout_accuracy']:.2f}; kept the best-scored {share} of "
+            f"tokens{tokens}: {documents} documents, by source: {by_source}")

@@ -1,0 +1,33 @@
+"""The summary lines the CLI and ``manage.py demo`` print: each number says what it counts."""
+from __future__ import annotations
+
+from curation import summary
+from curation.pilots import METRIC
+
+
+def test_betr_line_counts_documents_as_documents_and_tokens_as_tokens():
+    line = summary.betr_line({"holdout_accuracy": 0.97, "kept_per_source": {"tech": 12, "business": 177},
+                              "kept": 189, "token_fraction": 0.1, "kept_tokens": 40_120, "total_tokens": 401_000})
+    assert line == ("BETR classifier: held-out accuracy 0.97; kept the best-scored 10% of tokens (40,120 of "
+                    "401,000 tokens): 189 documents, by source: business 177, tech 12")
+
+
+def test_pool_table_puts_unique_used_of_available_beside_repetitions():
+    rows = [{"pool": "web", "weight": 0.4, "unique_documents": 28, "available_documents": 32, "repetitions": 0.875},
+            {"pool": "news", "weight": 0.6, "unique_documents": 10, "available_documents": 10, "repetitions": 3.0}]
+    header, first, second = summary.pool_table(rows)
+    assert header.split() == ["pool", "weight", "unique", "used", "/", "available", "repetitions"]
+    assert first.split() == ["news", "0.600", "10", "/", "10", "3.00"]
+    assert second.split() == ["web", "0.400", "28", "/", "32", "0.88"]
+    assert header.index("available") + len("available") == first.index("10 / 10") + len("10 / 10"), "aligned"
+
+
+def test_prediction_line_names_the_unit_direction_and_band_level():
+    predicted = {"metric": METRIC, "higher_is_better": False, "value": 8.126, "low": 7.931, "high": 8.322,
+                 "level": 0.95, "provenance": {"c": "proxy", "tau": "defaults"}}
+    assert summary.prediction_line(predicted) == (
+        "Predicted proxy_cross_entropy (nats per token, lower is better): 8.126, 95% band [7.931, 8.322]; "
+        "parameters from: defaults, proxy")
+    mine = {**predicted, "metric": "accuracy", "higher_is_better": True, "level": None, "provenance": {}}
+    assert summary.prediction_line(mine) == ("Predicted accuracy (higher is better): 8.126, band [7.931, 8.322]; "
+                                             "parameters from: unknown")
