@@ -185,27 +185,38 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
     return Chart(title, mark_safe(svg), [x_label, *names], rows, description)
 
 
-def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: str, x_log: bool = False,
-               description: str = "", vertical_marker: tuple[float, str] | None = None) -> Chart:
-    """Lines and scatters on shared axes; bands drawn as translucent areas; optional log x."""
-    width, left, bottom, right = 960, 64, 48, 20
-    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
-    shown = [(s.name, c, s.dashed) for s, c in zip(series, colors) if s.in_legend]
-    legend, top_pad = _legend([n for n, _, _ in shown], [c for _, c, _ in shown], left, width,
-                              dashed=[d for _, _, d in shown])
-    height = top_pad + 300 + bottom
-    plot_w, plot_h = width - left - right, height - top_pad - bottom
-    xs = [x for s in series for x, _ in s.points] + [x for s in series for x, _, _ in s.band]
+def extent(series: Sequence[Series], *, x_log: bool = False,
+           extra_x: Sequence[float] = ()) -> tuple[float, float, float, float] | None:
+    """``(x_min, x_max, y_min, y_max)`` of the drawable points and bands, or ``None`` when
+    there are none; panels given the same extent share their axes."""
+    xs = [x for s in series for x, _ in s.points] + [x for s in series for x, _, _ in s.band] + list(extra_x)
     ys = ([y for s in series for _, y in s.points] + [v for s in series for _, lo, hi in s.band for v in (lo, hi)])
     xs = [x for x in xs if math.isfinite(x) and (x > 0 or not x_log)]
     ys = [y for y in ys if math.isfinite(y)]
-    if vertical_marker and math.isfinite(vertical_marker[0]):
-        xs.append(vertical_marker[0])
+    return (min(xs), max(xs), min(ys), max(ys)) if xs and ys else None
+
+
+def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: str, x_log: bool = False,
+               description: str = "", vertical_marker: tuple[float, str] | None = None, width: int = 960,
+               plot_height: int = 300, axes: tuple[float, float, float, float] | None = None) -> Chart:
+    """Lines and scatters on shared axes; bands drawn as translucent areas; optional log x.
+
+    ``axes`` (an :func:`extent`) fixes the data range the axes cover instead of this
+    chart's own, so that small multiples compare at a glance.
+    """
+    left, bottom, right = 64, 48, 20
+    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
+    shown = [(s, c) for s, c in zip(series, colors) if s.in_legend]
+    legend, top_pad = _legend([s.name for s, _ in shown], [c for _, c in shown], left, width,
+                              dashed=[s.dashed for s, _ in shown], points=[not s.connect for s, _ in shown])
+    height = top_pad + plot_height + bottom
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    marker_x = [vertical_marker[0]] if vertical_marker and math.isfinite(vertical_marker[0]) else []
     head, body = _open(title, description or title, width, height)
-    if not xs or not ys:
+    if extent(series, x_log=x_log) is None:
         body.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">no data</text>')
         return Chart(title, mark_safe(head + "".join(body) + "</svg>"), [], [], description)
-    x0, x1 = min(xs), max(xs)
+    x0, x1, y0, y1 = axes or extent(series, x_log=x_log, extra_x=marker_x)
     if x_log:
         if x1 <= x0:
             x0, x1 = x0 / 2, x1 * 2
@@ -222,7 +233,6 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
 
         def sx(x):
             return left + plot_w * (x - x0) / (x1 - x0)
-    y0, y1 = min(ys), max(ys)
     pad = (y1 - y0) * 0.08 or abs(y1) * 0.1 or 1.0
     yticks = nice_ticks(y0 - pad, y1 + pad)
     y0, y1 = yticks[0], yticks[-1]
@@ -276,18 +286,63 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     return Chart(title, mark_safe(svg), ["series", x_label, y_label, "band"], rows, description)
 
 
+@dataclass
+class SmallMultiples:
+    """One small chart per group (``panels``, each titled with the group's full name) on shared
+    axes, and one data table for all of them."""
+
+    title: str
+    panels: list[Chart]
+    headers: list[str]
+    rows: list[list[str]]
+    description: str = ""
+    #: An SVG key for what every panel draws (e.g. observed points, a fitted curve).
+    key: SafeString = mark_safe("")
+
+
+def small_multiples(title: str, groups: Sequence[tuple[str, Sequence[Series]]], *, x_label: str, y_label: str,
+                    x_log: bool = False, description: str = "",
+                    key: Sequence[tuple[str, str, str]] = ()) -> SmallMultiples:
+    """A :func:`line_chart` per ``(name, series)`` group, every one on the same axes; ``key``
+    lists ``(name, colour, style)`` for the styles the panels share (style ``line``,
+    ``dashed`` or ``points``)."""
+    axes = extent([s for _, series in groups for s in series], x_log=x_log)
+    panels = [line_chart(name, series, x_label=x_label, y_label=y_label, x_log=x_log, width=400, plot_height=200,
+                         axes=axes, description=f"{description} Panel: {name}.")
+              for name, series in groups]
+    headers = next((p.headers for p in panels if p.headers), [])
+    legend = ""
+    if key:
+        entries, height = _legend([n for n, _, _ in key], [c for _, c, _ in key], 0, 960,
+                                  dashed=[style == "dashed" for *_, style in key],
+                                  points=[style == "points" for *_, style in key])
+        head, _ = _open(f"Key: {title}", ", ".join(n for n, _, _ in key), 960, int(height))
+        legend = head.replace('class="chart"', 'class="chart key"', 1) + entries + "</svg>"
+    return SmallMultiples(title, panels, headers, [row for p in panels for row in p.rows], description,
+                          mark_safe(legend))
+
+
 def _legend(names: Sequence[str], colors: Sequence[str], left: float, width: float,
-            dashed: Sequence[bool] = ()) -> tuple[str, float]:
-    """Legend entries flowing left to right, wrapping into rows; returns the SVG and the space it takes."""
+            dashed: Sequence[bool] = (), points: Sequence[bool] = ()) -> tuple[str, float]:
+    """Legend entries flowing left to right, wrapping into rows; returns the SVG and the space it takes.
+
+    A name is shown whole unless it is wider than the chart (then cut, whole in its tooltip);
+    ``points`` marks the entries drawn as circles (scatters) rather than lines.
+    """
     parts, x, y = [], left, 18.0
+    fits = max(int((width - left - 44) / 7), 8)
     for i, (name, color) in enumerate(zip(names, colors)):
-        label = name if len(name) <= 60 else name[:58] + "…"
+        label = name if len(name) <= fits else name[:fits - 1] + "…"
         item = 34 + 7 * len(label)
         if x > left and x + item > width - 10:
             x, y = left, y + 20
-        dash = ' stroke-dasharray="6 4"' if i < len(dashed) and dashed[i] else ""
-        parts.append(f'<line x1="{x:.0f}" x2="{x + 18:.0f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
-                     f'stroke-width="6"{dash}/><text x="{x + 24:.0f}" y="{y}" class="legend">{escape(label)}'
+        if i < len(points) and points[i]:
+            swatch = f'<circle cx="{x + 9:.0f}" cy="{y - 4}" r="4.5" fill="white" stroke="{color}" stroke-width="2"/>'
+        else:
+            dash = ' stroke-dasharray="6 4"' if i < len(dashed) and dashed[i] else ""
+            swatch = (f'<line x1="{x:.0f}" x2="{x + 18:.0f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                      f'stroke-width="{3 if dash else 6}"{dash}/>')
+        parts.append(f'{swatch}<text x="{x + 24:.0f}" y="{y}" class="legend">{escape(label)}'
                      f'<title>{escape(name)}</title></text>')
         x += item
     return "".join(parts), (y + 16 if names else 16)

@@ -108,3 +108,30 @@ def fill_tenant(tenant, *, documents: int = 300, embed_job: bool = True, label: 
         objects["job"] = job_create(tenant=tenant, kind="embed",
                                     params={"corpus": str(corpus.pk), "embedder": "hashing"})
     return objects
+
+
+def observe_mixtures(tenant, objects: dict, count: int, *, seed: int = 1) -> list[str]:
+    """Replace the performance model's observations (and the tenant's pilot runs) with
+    ``count`` distinct random mixtures of the corpus's sources, each observed at three
+    sizes with the model's own law; returns the mixtures' labels as the console writes them."""
+    from api.console.selectors import mixture_key
+    from api.modeling.services import performance_model_law
+
+    model, corpus = objects["performance_model"], objects["corpus"]
+    law = performance_model_law(model)
+    sources = sorted(corpus.source_counts)
+    rng = np.random.default_rng(seed)
+    mixtures = [{s: float(w) for s, w in zip(sources, rng.dirichlet(np.ones(len(sources)))) if w > 1e-3}
+                for _ in range(count)]
+    labels = [mixture_key(m) for m in mixtures]
+    assert len(set(labels)) == count, "the mixtures must be told apart by their labels"
+    runs = [(m, size, law.predict(m, size).value + float(rng.normal(0, 0.004))) for m in mixtures
+            for size in (50.0, 200.0, 800.0)]
+    model.observations = [{"weights": m, "size": size, "value": value, "origin": "pilot_runs",
+                           "fitted": law.predict(m, size).value} for m, size, value in runs]
+    model.save(update_fields=["observations"])
+    PilotRun.objects.for_tenant(tenant).delete()
+    PilotRun.objects.for_tenant(tenant).bulk_create(
+        PilotRun(tenant=tenant, corpus=corpus, mixture=m, size=size, metric=model.metric, value=value, origin="user")
+        for m, size, value in runs)
+    return labels

@@ -45,3 +45,25 @@ def test_bar_notes_stand_beside_the_value_and_in_the_table():
     assert re.search(r'class="value">0\.88× <tspan class="note">28 / 32 unique used</tspan>', chart.svg)
     assert chart.headers == ["label", "repetitions", "unique used / available"]
     assert chart.rows == [["web", "0.88×", "28 / 32 unique used"]]
+
+
+def test_small_multiples_share_their_axes_and_key():
+    near = charts.Series("a", [(10.0, 0.1), (20.0, 0.2)])
+    far = charts.Series("b", [(1000.0, 0.8), (2000.0, 0.9)])
+    multiples = charts.small_multiples("runs", [("a", [near]), ("b", [far])], x_label="size", y_label="value",
+                                       x_log=True, key=[("observed", "#000000", "points"), ("fitted", "#111111",
+                                                                                            "dashed")])
+    assert [p.title for p in multiples.panels] == ["a", "b"]
+    assert _ticks(multiples.panels[0].svg) == _ticks(multiples.panels[1].svg)
+    assert "10" in _ticks(multiples.panels[0].svg) and "1k" in _ticks(multiples.panels[0].svg)
+    assert [row[0] for row in multiples.rows] == ["a", "a", "b", "b"]
+    assert '<circle cx="9"' in multiples.key and 'stroke-dasharray="6 4"' in multiples.key
+
+
+def test_legend_names_are_whole_unless_wider_than_the_chart():
+    name = "science 0.36 · travel 0.23 · finance 0.15 · web 0.093 · sports 0.081 · cooking 0.078"
+    chart = charts.line_chart("t", [charts.Series(name, [(1.0, 1.0), (2.0, 2.0)])], x_label="x", y_label="y")
+    assert f'class="legend">{name}<title>' in chart.svg
+    huge = "x" * 400
+    chart = charts.line_chart("t", [charts.Series(huge, [(1.0, 1.0), (2.0, 2.0)])], x_label="x", y_label="y")
+    assert "…<title>" + huge + "</title>" in chart.svg

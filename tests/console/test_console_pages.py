@@ -20,7 +20,7 @@ from api.schedules.models import Schedule
 from api.tenancy.models import ApiKey
 from curation.ingest import FieldMapping
 from tests.api.helpers import files_under, upload
-from tests.console.conftest import PASSWORD, fill_tenant
+from tests.console.conftest import PASSWORD, fill_tenant, observe_mixtures
 
 
 @pytest.fixture
@@ -144,6 +144,51 @@ def test_mixture_page_says_what_repetitions_count_and_the_bands_level(client, us
         assert f"{pool['repetitions']:.2f}× <tspan class=\"note\">{used}</tspan>" in page, pool
     note = re.search(r"<p class=\"muted\" data-predicted-note>(.*?)</p>", page).group(1)
     assert note.startswith("higher is better; 95% band ") and " – " in note, note
+
+
+def _panels(page: str) -> list[str]:
+    """The mixture names of the observation panels on a page, in order."""
+    return re.findall(r'<figure class="panel"><figcaption class="panel-title">([^<]*)</figcaption>', page)
+
+
+def test_observations_chart_draws_every_mixture_with_its_full_name(client, user_a, tenant_a, data_a):
+    _login(client, user_a)
+    t, model = tenant_a[0].pk, data_a["performance_model"]
+    labels = observe_mixtures(tenant_a[0], data_a, 17)
+    page = _page(client, f"/console/{t}/models/{model.pk}/")
+    assert _panels(page) == sorted(labels), "one panel per mixture, titled with the whole mixture"
+    assert max(len(label) for label in labels) > 60, "names longer than a legend used to show"
+    assert "All 17 mixtures, one panel each." in page
+    chart = page.split('<figure class="chart-figure multiples">')[1].split("</figure>\n  <figcaption>")[0]
+    assert chart.count("<circle") == 17 * 3 + 1 and chart.count("<polyline") == 17, "points, one key, curves"
+    assert "…" not in chart
+
+    pilots = _page(client, f"/console/{t}/pilot-runs/")
+    assert _panels(pilots) == sorted(labels) and "All 17 mixtures" in pilots
+
+
+def test_observations_chart_pages_through_many_mixtures_and_says_what_is_not_drawn(client, user_a, tenant_a,
+                                                                                   data_a):
+    _login(client, user_a)
+    t, model = tenant_a[0].pk, data_a["performance_model"]
+    labels = observe_mixtures(tenant_a[0], data_a, 30)
+    model.observations = [*model.observations, {**model.observations[0], "value": None},
+                          {**model.observations[1], "size": 0}]
+    model.save(update_fields=["observations"])
+    url = f"/console/{t}/models/{model.pk}/"
+    first = _page(client, url)
+    assert len(_panels(first)) == 24 and "Mixtures 1–24 of 30, one panel each" in first
+    assert '<a href="?panels=2" rel="next">next →</a>' in first and 'rel="prev"' not in first
+    assert "2 observations without a finite value or a positive size are not drawn" in first
+    second = _page(client, url + "?panels=2")
+    assert "Mixtures 25–30 of 30" in second and '<a href="?panels=1" rel="prev">' in second
+    assert _panels(first) + _panels(second) == sorted(labels), "every mixture on one of the pages"
+    assert _panels(_page(client, url + "?panels=nope")) == _panels(first)
+
+    pilots = _page(client, f"/console/{t}/pilot-runs/")
+    link = re.search(r'<a href="([^"]*)" rel="next">', pilots).group(1).replace("&amp;", "&")
+    assert f"corpus={data_a['corpus'].pk}" in link and "metric=accuracy" in link and "panels=2" in link
+    assert len(_panels(_page(client, f"/console/{t}/pilot-runs/{link}"))) == 6
 
 
 def test_progress_json_is_the_api_job_document_plus_units(client, user_a, tenant_a, data_a, client_a):

@@ -96,6 +96,11 @@ def chart(value: charts.Chart, table_open: bool = False):
     return {"chart": value, "table_open": table_open}
 
 
+@register.inclusion_tag("console/_multiples.html")
+def multiples(value: charts.SmallMultiples, table_open: bool = False):
+    return {"chart": value, "table_open": table_open}
+
+
 @register.inclusion_tag("console/_status.html")
 def status(value: str):
     return {"status": value}

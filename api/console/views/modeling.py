@@ -1,6 +1,8 @@
 """Performance models and pilot runs: observations against size, with each mixture's fitted curve."""
 from __future__ import annotations
 
+from django.core.paginator import Paginator
+
 from api.console import charts, selectors
 from api.console.base import ConsoleView
 from api.modeling.models import PerformanceModel
@@ -21,18 +23,35 @@ def _weights(observation: dict) -> dict:
     return observation.get("weights") or observation.get("mixture") or {}
 
 
-def observations_chart(title: str, observations: list[dict], *, metric: str, law=None,
-                       connect_observed: bool = False) -> charts.Chart:
-    """Observed (size, value) points per mixture, and the fitted curve of each mixture over size."""
+#: Mixtures drawn per page of small multiples; the others are one link away (``?panels=2``).
+PANELS_PER_PAGE = 24
+OBSERVED, FITTED = charts.PALETTE[0], charts.PALETTE[5]
+
+
+def _drawable(observation: dict) -> bool:
+    """Whether a point can be drawn on the log-size axis (else it is counted as not drawn)."""
+    size = selectors.finite(observation.get("size"))
+    return size is not None and size > 0 and selectors.finite(observation.get("value")) is not None
+
+
+def observations_chart(title: str, observations: list[dict], *, metric: str, query, law=None,
+                       connect_observed: bool = False) -> dict:
+    """Observed (size, value) points, one small panel per mixture on shared axes, with the
+    fitted curve of that mixture over size; ``PANELS_PER_PAGE`` panels a page.
+
+    ``query`` is the request's query string (a ``QueryDict``): ``panels`` picks the page
+    and the page's links keep its other parameters. Returns the chart and what it covers:
+    ``mixtures``, ``first``/``last`` shown, links to the other pages, and ``not_drawn``
+    (observations without a finite value or a positive size, which only the table lists).
+    """
     groups: dict[str, list[dict]] = {}
     for item in observations:
         groups.setdefault(selectors.mixture_key(_weights(item)), []).append(item)
-    series = []
-    for i, (label, items) in enumerate(sorted(groups.items())[:8]):
-        color = charts.PALETTE[i % len(charts.PALETTE)]
-        points = [(float(o["size"]), float(o["value"])) for o in items
-                  if selectors.finite(o.get("size")) and selectors.finite(o.get("value")) is not None]
-        series.append(charts.Series(label, points, connect=connect_observed, color=color))
+    page = Paginator(sorted(groups.items()), PANELS_PER_PAGE).get_page(query.get("panels"))
+    panels = []
+    for label, items in page.object_list:
+        points = [(float(o["size"]), float(o["value"])) for o in items if _drawable(o)]
+        series = [charts.Series(label, points, connect=connect_observed, color=OBSERVED, in_legend=False)]
         curve = []
         sizes = [p[0] for p in points]
         if law is not None and sizes:
@@ -44,15 +63,29 @@ def observations_chart(title: str, observations: list[dict], *, metric: str, law
                 curve = []
         if not curve:
             curve = [(float(o["size"]), float(o["fitted"])) for o in items
-                     if selectors.finite(o.get("size")) and selectors.finite(o.get("fitted")) is not None]
+                     if _drawable(o) and selectors.finite(o.get("fitted")) is not None]
         if curve:
-            series.append(charts.Series(f"fitted: {label}", curve, color=color, dashed=True, marker=False,
+            series.append(charts.Series(f"fitted: {label}", curve, color=FITTED, dashed=True, marker=False,
                                         in_legend=False))
-    return charts.line_chart(title, series, x_label="size (samples seen)", y_label=metric, x_log=True,
-                             description=f"Observed {metric} of pilot runs (circles) against training size, one "
-                                         "colour per mixture" + (", with the fitted model's curve for the same "
-                                                                 "mixture (dashed)" if not connect_observed else "")
-                             + ".")
+        panels.append((label, series))
+    key = [("observed, joined by size", OBSERVED, "line")] if connect_observed else [
+        ("observed (pilot runs)", OBSERVED, "points"), ("the fitted model's curve for the same mixture", FITTED,
+                                                        "dashed")]
+    chart = charts.small_multiples(
+        title, panels, x_label="size (samples seen)", y_label=metric, x_log=True, key=key,
+        description=f"Observed {metric} of pilot runs (circles) against training size, one panel per mixture on "
+                    "shared axes" + (", with the fitted model's curve for the same mixture (dashed)"
+                                     if not connect_observed else "") + ".")
+
+    def link(number: int) -> str:
+        params = query.copy()
+        params["panels"] = str(number)
+        return "?" + params.urlencode()
+
+    return {"chart": chart, "mixtures": len(groups), "first": page.start_index(), "last": page.end_index(),
+            "previous": link(page.previous_page_number()) if page.has_previous() else "",
+            "next": link(page.next_page_number()) if page.has_next() else "",
+            "not_drawn": sum(not _drawable(o) for o in observations)}
 
 
 class ModelListView(ConsoleView):
@@ -72,7 +105,7 @@ class ModelDetailView(ConsoleView):
         model = self.scoped(PerformanceModel, pk)
         observations = model.observations or []
         chart = observations_chart(f"Observations and fitted {model.metric}", observations, metric=model.metric,
-                                   law=_law(model))
+                                   query=request.GET, law=_law(model))
         parameters = [(name, value, model.provenance.get(name, "")) for name, value in model.parameters.items()]
         return self.page({"model": model, "chart": chart, "parameters": parameters,
                           "observation_rows": [{**o, "mixture_label": selectors.mixture_key(_weights(o))}
@@ -90,6 +123,8 @@ class PilotRunsView(ConsoleView):
         for group in groups:
             runs = [{"mixture": r.mixture, "size": r.size, "value": r.value, "origin": r.origin}
                     for r in group["runs"]]
+            query = request.GET.copy()  # the links of a group's pages show that group only
+            query["corpus"], query["metric"] = str(group["corpus"].pk), group["metric"]
             group["chart"] = observations_chart(f"{group['metric']} on {group['corpus'].name}", runs,
-                                                metric=group["metric"], connect_observed=True)
+                                                metric=group["metric"], query=query, connect_observed=True)
         return self.page({"groups": groups})
