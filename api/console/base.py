@@ -13,7 +13,7 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views import View
 
-from api.console.access import console_tenant, console_tenants
+from api.console.access import console_tenant, console_tenants, remember_tenant
 from api.core.errors import ApplicationError
 
 
@@ -41,6 +41,7 @@ class ConsoleView(View):
             return redirect_to_login(request.get_full_path())
         try:
             self.tenant = console_tenant(request.user, tenant_id)
+            remember_tenant(request, self.tenant)
             return super().dispatch(request, *args, **kwargs)
         except Http404:
             return not_found(request)

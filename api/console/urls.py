@@ -35,10 +35,15 @@ tenant_pages = [
     path("keys/<uuid:pk>/revoke/", keys.ApiKeyRevokeView.as_view(), name="key_revoke"),
 ]
 
+#: The first part of every page's path below ``/console/<tenant id>/``: typed without the
+#: tenant (``/console/jobs/``), such a path opens the current tenant's page.
+SECTIONS = ("corpora", "benchmarks", "jobs", "mixtures", "models", "pilot-runs", "schedules", "keys")
+
 urlpatterns = [
     path("", entry.HomeView.as_view(), name="home"),
     path("login/", entry.LoginView.as_view(), name="login"),
     path("logout/", entry.LogoutView.as_view(), name="logout"),
     path("<uuid:tenant_id>/", include(tenant_pages)),
+    re_path(rf"^(?P<path>(?:{'|'.join(SECTIONS)})(?:/.*)?)$", entry.SectionRedirectView.as_view(), name="section"),
     re_path(r"^(?P<path>.*)$", entry.page_not_found, name="not_found"),
 ]

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, reverse
 from django_celery_beat.models import PeriodicTask
 
+from api.console import access as console_access
 from api.console import urls as console_urls
 from api.console.views import PostOnlyView
 from api.datasets import services as dataset_services
@@ -394,6 +395,58 @@ def test_every_console_url_of_another_tenant_is_a_404(client, user_b, tenant_a, 
     assert _snapshot(artifact_root) == before
     assert client.get(f"/console/?tenant={tenant_a[0].pk}").status_code == 404
     assert client.get("/console/no/such/page/").status_code == 404
+
+
+def test_pages_typed_without_a_tenant_open_in_the_current_tenant(client, user_a, user_b, tenant_a, tenant_b,
+                                                                 isolation_setup):
+    objects, names = isolation_setup
+    a, b = tenant_a[0].pk, tenant_b[0].pk
+    response = client.get("/console/jobs/?status=failed")
+    assert response.status_code == 302
+    assert response["Location"] == "/console/login/?next=/console/jobs/%3Fstatus%3Dfailed"
+
+    # A member of one tenant: every page of theirs, typed without the tenant, redirects to it.
+    _login(client, user_a)
+    typed = {name: _path_for(name, a, objects).removeprefix(f"/console/{a}/") for name in names if name != "overview"}
+    typed["benchmarks"] = _path_for("dataset", a, {"corpus": objects["benchmark"]}).removeprefix(
+        f"/console/{a}/").replace("corpora", "benchmarks")
+    assert {path.split("/")[0] for path in typed.values()} == set(console_urls.SECTIONS), "every section redirects"
+    for name, path in typed.items():
+        response = client.get(f"/console/{path}")
+        assert (response.status_code, response["Location"]) == (302, f"/console/{a}/{path}"), name
+    assert client.get("/console/jobs?kind=embed")["Location"] == f"/console/{a}/jobs/?kind=embed"
+    for path in ("/console/jobs/nope/", "/console/corpora/upload/extra/", "/console/no/such/page/"):
+        assert client.get(path).status_code == 404, path
+    assert client.post("/console/jobs/").status_code == 405
+
+    # Another tenant's member is sent to their own tenant, where A's objects are not found,
+    # even with A's id planted in their session.
+    _login(client, user_b)
+    session = client.session
+    session[console_access.CURRENT_TENANT] = str(a)
+    session.save()
+    for name in ("dataset", "job", "mixture", "model", "schedule"):
+        response = client.get(f"/console/{typed[name]}", follow=True)
+        assert response.redirect_chain == [(f"/console/{b}/{typed[name]}", 302)], name
+        assert response.status_code == 404 and b"tenant-a" not in response.content, name
+
+
+def test_a_member_of_several_tenants_picks_one_then_typed_pages_open_in_the_last_one(client, make_user, tenant_a,
+                                                                                       tenant_b):
+    a, b = tenant_a[0].pk, tenant_b[0].pk
+    _login(client, make_user("carol", tenant_a[0], tenant_b[0]))
+    response = client.get("/console/mixtures/?corpus=x")
+    assert response["Location"] == "/console/?next=mixtures%2F%3Fcorpus%3Dx"
+    picker = _page(client, response["Location"])
+    assert "<code>mixtures/?corpus=x</code>" in picker
+    link = re.search(r'<a href="(\?tenant=%s[^"]*)">tenant-b</a>' % b, picker).group(1).replace("&amp;", "&")
+    assert client.get("/console/" + link)["Location"] == f"/console/{b}/mixtures/?corpus=x"
+    assert client.get(f"/console/?tenant={b}&next=https://evil.example/")["Location"] == f"/console/{b}/"
+
+    _page(client, f"/console/{b}/")
+    assert client.get("/console/keys/")["Location"] == f"/console/{b}/keys/"
+    _page(client, f"/console/{a}/jobs/")
+    assert client.get("/console/keys/")["Location"] == f"/console/{a}/keys/"
 
 
 def test_owner_reaches_the_same_urls(client, user_a, tenant_a, isolation_setup):
