@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -135,6 +136,21 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         error_body("internal_error", "an internal error occurred; it has been logged. Retry, or contact the operator."),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def bad_request(request, exception=None):
+    """``handler400``: what Django answers for a request it refuses before any view runs
+    (a ``Host`` not in ``ALLOWED_HOSTS``, any other ``SuspiciousOperation``). Under ``/api/`` it is
+    the error shape; elsewhere (console, admin) Django's own page. It must not call
+    ``request.get_host()``: for a disallowed host that raises again."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        body = error_body("disallowed_host", "the Host header names a host this service does not answer for "
+                          "(ALLOWED_HOSTS)")
+    else:
+        body = error_body("bad_request", "the request was refused as malformed or suspicious")
+    return JsonResponse(body, status=400)
 
 
 def json_not_found(request, exception=None) -> JsonResponse:
