@@ -134,12 +134,18 @@ DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL") or f"sq
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def redis_cache(url: str) -> dict:
+    """The cache on Redis at ``url``: while Redis is unreachable every call falls back to process
+    memory (api/core/cache.py), so an outage degrades rate limits and lockouts instead of failing
+    requests; one attempt costs at most the socket timeouts."""
+    return {"BACKEND": "api.core.cache.FallbackRedisCache", "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2, "FALLBACK_SECONDS": 5}}
+
+
 CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-        if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+    "default": redis_cache(REDIS_URL) if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 LANGUAGE_CODE = "en-us"

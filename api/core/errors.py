@@ -26,20 +26,26 @@ class ApplicationError(Exception):
     """A failure the caller can act on; services raise it, the handler renders it.
 
     ``field`` names the input at fault (``"cron"``, ``"params.corpus"``); it is also
-    ``detail["field"]``, where the rendered error carries it.
+    ``detail["field"]``, where the rendered error carries it. ``retry_after`` (seconds) says
+    when trying again can succeed (a 429 or a 503): it is ``detail["retry_after_seconds"]``
+    and the response's ``Retry-After`` header, as for DRF's own throttling.
     """
 
     def __init__(self, code: str, message: str, *, detail: dict | None = None, status_code: int = 400,
-                 field: str | None = None):
+                 field: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         detail = dict(detail or {})
         if field is not None:
             detail = {"field": field, **{key: value for key, value in detail.items() if key != "field"}}
+        if retry_after is not None:
+            retry_after = max(1, int(retry_after))
+            detail["retry_after_seconds"] = retry_after
         self.detail = detail
         self.field = detail.get("field")
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 def error_body(code: str, message: str, detail: dict | None = None) -> dict:
@@ -120,7 +126,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, exceptions.ValidationError):
         exc = validation_error(exc.detail)
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
         detail = {"retry_after_seconds": exc.wait} if isinstance(exc, exceptions.Throttled) and exc.wait else {}

@@ -51,6 +51,10 @@ class IsTenantMember(permissions.BasePermission):
 
 
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    """``API_RATE_LIMIT`` requests per key, counted in the default cache. While Redis is down
+    the cache counts in each web process's memory (:mod:`api.core.cache` says why that, not
+    failing open), so reads keep answering and the limit still holds, per process."""
+
     scope = "api_key"
 
     def get_cache_key(self, request, view):

@@ -1,7 +1,104 @@
-"""Issue 10, defect 11 (Host): a bad Host is the error shape."""
+"""Issue 10, defects 6 and 11 (Host): the API degrades while Redis is down, a bad Host is the
+error shape.
+
+Redis is "down" by pointing the cache and the broker at a closed port (``redis_down`` in
+tests/conftest.py); the Redis the suite runs with is never touched.
+"""
 from __future__ import annotations
 
-from tests.api.helpers import error_of
+import time
+
+import pytest
+
+from api.jobs.models import Job
+from tests.api.helpers import error_of, small_corpus, upload
+
+OUTAGE_WARNING = "the cache (Redis) is unreachable"
+
+
+# --- defect 6: a Redis outage -------------------------------------------------------------
+
+def test_reads_answer_while_redis_is_down_and_the_outage_is_logged_once(client_a, redis_down, caplog):
+    for path in ("/api/v1/usage/", "/api/v1/jobs/", "/api/v1/corpora/", "/api/v1/mixtures/") * 3:
+        response = client_a.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    warnings = [r for r in caplog.records if OUTAGE_WARNING in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING", [r.getMessage() for r in warnings]
+
+
+def test_the_rate_limit_still_holds_while_redis_is_down(client_a, redis_down):
+    from api.tenancy.authentication import ApiKeyRateThrottle
+
+    original = ApiKeyRateThrottle.THROTTLE_RATES
+    ApiKeyRateThrottle.THROTTLE_RATES = {"api_key": "3/min"}
+    try:
+        statuses = [client_a.get("/api/v1/usage/").status_code for _ in range(4)]
+    finally:
+        ApiKeyRateThrottle.THROTTLE_RATES = original
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_the_cache_goes_back_to_redis_when_it_answers_again(redis_url, settings, monkeypatch, caplog):
+    """One failed call sends calls to memory for FALLBACK_SECONDS, then Redis is tried again."""
+    from django.core.cache import cache
+    from django.core.cache.backends.redis import RedisCache
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from api.settings import redis_cache
+
+    config = redis_cache(redis_url)
+    config["OPTIONS"]["FALLBACK_SECONDS"] = 0.3
+    settings.CACHES = {"default": config}
+    caplog.set_level("INFO")
+    cache.set("where", "redis")
+    calls, original = [], RedisCache.get
+
+    def get(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise RedisConnectionError("Redis went away")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisCache, "get", get)
+    assert cache.get("where") is None  # the failed call is answered from memory
+    cache.set("where", "memory")
+    assert cache.get("where") == "memory" and len(calls) == 1, "Redis is not tried while the breaker is open"
+    time.sleep(0.35)
+    assert cache.get("where") == "redis" and len(calls) == 2
+    assert OUTAGE_WARNING in caplog.text and "answers again" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_job_while_the_broker_is_down_is_a_503_and_leaves_no_job(tenant_a, client_a, redis_down):
+    corpus = upload(client_a, "corpora", "c.jsonl", small_corpus()).json()
+    assert client_a.get("/api/v1/corpora/").status_code == 200
+    for _ in range(tenant_a[0].max_concurrent_jobs + 1):  # no job is left to use up the quota
+        response = client_a.post("/api/v1/jobs/", {"kind": "embed", "params": {"corpus": corpus["id"],
+                                                                             "embedder": "hashing"}},
+                                 format="json")
+        assert response.status_code == 503, response.content
+        error = error_of(response)
+        assert error["code"] == "queue_unavailable" and "not created" in error["message"]
+        assert response["Retry-After"] == "30" and error["detail"]["retry_after_seconds"] == 30
+    assert Job.objects.for_tenant(tenant_a[0]).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retrying_a_job_while_the_broker_is_down_leaves_it_as_it_was(tenant_a, client_a, redis_down):
+    from api.jobs.kinds import KINDS
+
+    tenant = tenant_a[0]
+    corpus = upload(client_a, "corpora", "c.jsonl", small_corpus()).json()
+    params = {"corpus": corpus["id"], "embedder": "hashing"}
+    plan = KINDS["embed"].plan(tenant_id=tenant.pk, params=params)
+    job = Job.objects.for_tenant(tenant).create(
+        tenant=tenant, kind="embed", params=params, status="failed", error="worker lost",
+        plan=[stage.as_dict() for stage in plan], stage=plan[0].name, shards_total=sum(s.units for s in plan))
+    response = client_a.post(f"/api/v1/jobs/{job.pk}/retry/")
+    assert response.status_code == 503 and response["Retry-After"] == "30"
+    assert "still failed" in error_of(response)["message"]
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", "worker lost")
 
 
 # --- defect 11: the Host header -----------------------------------------------------------
