@@ -159,6 +159,21 @@ STATIC_ROOT = VAR_DIR / "static"
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
+# Every password check (console and admin) counts failures (api/core/lockout.py).
+AUTHENTICATION_BACKENDS = ["api.console.login.LockoutModelBackend"]
+
+# --- lockout after failed sign-ins (api/core/lockout.py); 0 switches a limit off --------
+# Failures are counted per client address and per account (a username, an API key's
+# prefix) in a window opened by the first failure; at the limit, attempts are refused
+# with 429 until the window ends.
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 900)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 10)
+API_KEY_MAX_FAILURES_PER_ADDRESS = env_int("API_KEY_MAX_FAILURES_PER_ADDRESS", 50)
+API_KEY_MAX_FAILURES_PER_KEY = env_int("API_KEY_MAX_FAILURES_PER_KEY", 20)
+# Reverse proxies in front of the web process that append the client's address to
+# X-Forwarded-For (0: use the connection's address, ignore the header, which anyone can write).
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
 # --- artifact store and ingest limits -------------------------------------------------
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
@@ -179,6 +194,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["api.tenancy.authentication.IsTenantMember"],
     "DEFAULT_THROTTLE_CLASSES": ["api.tenancy.authentication.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "1200/min")},
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,15 @@ def artifact_root(settings, tmp_path) -> Path:
     root.mkdir()
     settings.ARTIFACT_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True)
+def cache_namespace(settings):
+    """Every test sees an empty cache (its own key prefix, on the real backend): rate-limit
+    and failed-sign-in counters, kept by the client's address, do not carry between tests.
+    (Not ``cache.clear()``: on Redis that empties the database the broker may share.)"""
+    settings.CACHES = {name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+                       for name, config in settings.CACHES.items()}
 
 
 def unused_port() -> int:

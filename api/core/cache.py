@@ -1,13 +1,14 @@
 """The cache backend: Redis, and a per-process memory while Redis cannot be reached.
 
-The cache holds the API's rate-limit counters (DRF's throttle) and a few cached console
-figures. Plain Django
+The cache holds the API's rate-limit counters (DRF's throttle), the failed-sign-in
+counters of :mod:`api.core.lockout` and a few cached console figures. Plain Django
 ``RedisCache`` raises on every call while Redis is down, which turned every
 authenticated API call into a 500 (issue 10, defect 6).
 
-Why a local fallback rather than failing open: failing open would switch off every
-limit kept in the cache exactly while Redis is down, so a client that can wait for (or
-cause) an outage is not limited at all. With the fallback every limit keeps holding, counted by each web process on its own (so at
+Why a local fallback rather than failing open: failing open would switch off the
+per-key rate limit and the brute-force lockout exactly while Redis is down, so an
+attacker who can wait for (or cause) an outage gets unlimited guesses. With the
+fallback every limit keeps holding, counted by each web process on its own (so at
 most ``processes x limit`` overall) until Redis answers again; what was counted
 locally is then forgotten and Redis's counters apply. Cached figures are recomputed.
 The cost is a little memory per process, and a cache that is not shared for the
@@ -109,8 +110,8 @@ class FallbackRedisCache(RedisCache):
                 state.warned_at = now
         if warn:
             since = "" if starting else f" (for {now - state.down_since:.0f} s now)"
-            logger.warning("the cache (Redis) is unreachable%s: %s: %s; rate limits are counted per process "
-                           "until it answers", since, type(exc).__name__, exc)
+            logger.warning("the cache (Redis) is unreachable%s: %s: %s; rate limits and sign-in lockouts are "
+                           "counted per process until it answers", since, type(exc).__name__, exc)
 
     def _redis_answered(self) -> None:
         state = self._state

@@ -1,11 +1,12 @@
-"""Issue 10, defects 6 and 11 (Host): the API degrades while Redis is down, a bad Host is the
-error shape.
+"""Issue 10, defects 6, 10 and 11 (Host): the API degrades while Redis is down, invalid API
+keys are locked out, a bad Host is the error shape.
 
 Redis is "down" by pointing the cache and the broker at a closed port (``redis_down`` in
 tests/conftest.py); the Redis the suite runs with is never touched.
 """
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -14,6 +15,14 @@ from api.jobs.models import Job
 from tests.api.helpers import error_of, small_corpus, upload
 
 OUTAGE_WARNING = "the cache (Redis) is unreachable"
+
+
+def _bearer(secret: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+
+
+def _bad_key() -> str:
+    return f"cur_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
 
 
 # --- defect 6: a Redis outage -------------------------------------------------------------
@@ -99,6 +108,77 @@ def test_retrying_a_job_while_the_broker_is_down_leaves_it_as_it_was(tenant_a, c
     assert "still failed" in error_of(response)["message"]
     job.refresh_from_db()
     assert (job.status, job.error) == ("failed", "worker lost")
+
+
+# --- defect 10: invalid API keys ----------------------------------------------------------
+
+def test_invalid_api_keys_from_one_address_are_locked_out(client, tenant_a, settings):
+    settings.API_KEY_MAX_FAILURES_PER_ADDRESS = 5
+    for _ in range(5):
+        response = client.get("/api/v1/usage/", **_bearer(_bad_key()))
+        assert response.status_code == 401 and error_of(response)["code"] == "unauthenticated"
+    locked = client.get("/api/v1/usage/", **_bearer(_bad_key()))
+    assert locked.status_code == 429
+    error = error_of(locked)
+    assert error["code"] == "too_many_failures" and "from this address" in error["message"]
+    assert 0 < int(locked["Retry-After"]) <= settings.AUTH_FAILURE_WINDOW_SECONDS
+    assert error["detail"] == {"identity": "address", "limit": 5, "window_seconds": 900,
+                               "retry_after_seconds": int(locked["Retry-After"])}
+    # The address is locked before any key is looked at, even a valid one ...
+    assert client.get("/api/v1/usage/", **_bearer(tenant_a[1])).status_code == 429
+    # ... while the same key from another address works.
+    assert client.get("/api/v1/usage/", REMOTE_ADDR="10.0.0.7", **_bearer(tenant_a[1])).status_code == 200
+
+
+def test_guesses_at_one_key_from_many_addresses_are_locked_out(client, tenant_a, tenant_b, settings):
+    settings.API_KEY_MAX_FAILURES_PER_KEY = 4
+    prefix = tenant_a[1].split("_")[1]
+    for i in range(4):
+        guess = f"cur_{prefix}_{secrets.token_urlsafe(32)}"
+        assert client.get("/api/v1/usage/", REMOTE_ADDR=f"10.1.0.{i}", **_bearer(guess)).status_code == 401
+    locked = client.get("/api/v1/usage/", REMOTE_ADDR="10.1.1.1", **_bearer(tenant_a[1]))
+    assert locked.status_code == 429 and "for this key" in error_of(locked)["message"]
+    assert client.get("/api/v1/usage/", REMOTE_ADDR="10.1.1.1", **_bearer(tenant_b[1])).status_code == 200
+
+
+def test_the_lockout_ends_with_its_window(client, tenant_a, settings):
+    settings.API_KEY_MAX_FAILURES_PER_ADDRESS = 2
+    settings.AUTH_FAILURE_WINDOW_SECONDS = 1
+    for _ in range(2):
+        client.get("/api/v1/usage/", **_bearer(_bad_key()))
+    assert client.get("/api/v1/usage/", **_bearer(tenant_a[1])).status_code == 429
+    time.sleep(1.3)
+    assert client.get("/api/v1/usage/", **_bearer(tenant_a[1])).status_code == 200
+
+
+def test_limits_set_to_zero_switch_the_lockout_off(client, settings, db):
+    settings.API_KEY_MAX_FAILURES_PER_ADDRESS = 0
+    settings.API_KEY_MAX_FAILURES_PER_KEY = 0
+    assert {client.get("/api/v1/usage/", **_bearer(_bad_key())).status_code for _ in range(60)} == {401}
+
+
+def test_the_lockout_keeps_working_while_redis_is_down(client, tenant_a, settings, redis_down, caplog):
+    settings.API_KEY_MAX_FAILURES_PER_ADDRESS = 3
+    statuses = [client.get("/api/v1/usage/", **_bearer(_bad_key())).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]  # counted in this process's memory meanwhile
+    assert client.get("/api/v1/usage/", REMOTE_ADDR="10.0.0.9", **_bearer(tenant_a[1])).status_code == 200
+    assert OUTAGE_WARNING in caplog.text
+
+
+def test_x_forwarded_for_counts_only_behind_trusted_proxies(client, settings, db):
+    settings.API_KEY_MAX_FAILURES_PER_ADDRESS = 2
+    # No trusted proxy: a client writing its own X-Forwarded-For is still one address.
+    statuses = [client.get("/api/v1/usage/", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}", **_bearer(_bad_key())).status_code
+                for i in range(3)]
+    assert statuses == [401, 401, 429]
+    # Behind one proxy (REMOTE_ADDR is the proxy), the address it appended is the client's.
+    settings.TRUSTED_PROXIES = 1
+    proxy = {"REMOTE_ADDR": "10.9.9.9"}
+    spoofed = [client.get("/api/v1/usage/", HTTP_X_FORWARDED_FOR=f"{i}.1.1.1, 198.51.100.1", **proxy,
+                          **_bearer(_bad_key())).status_code for i in range(3)]
+    assert spoofed == [401, 401, 429], "what the client wrote before the proxy's entry does not count"
+    other = client.get("/api/v1/usage/", HTTP_X_FORWARDED_FOR="198.51.100.2", **proxy, **_bearer(_bad_key()))
+    assert other.status_code == 401
 
 
 # --- defect 11: the Host header -----------------------------------------------------------
