@@ -2,7 +2,8 @@
 
 With nothing set, the service runs embedded: SQLite and artifacts under ``./var``,
 and ``manage.py serve`` starts its own Redis. In production set ``DATABASE_URL``
-(PostgreSQL), ``REDIS_URL``, ``ARTIFACT_ROOT``, ``SECRET_KEY`` and ``DEBUG=false``.
+(PostgreSQL), ``REDIS_URL``, ``ARTIFACT_ROOT``, ``SECRET_KEY`` and ``DEBUG=false``, which
+also turns the HTTPS settings on (Secure cookies, HSTS: deploy/README.md).
 """
 from __future__ import annotations
 
@@ -154,6 +155,27 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- HTTPS (deploy/README.md): on unless DEBUG -------------------------------------------
+# The service is reached over https (TLS ends at the reverse proxy in front of gunicorn):
+# cookies are sent only over https, browsers are told to use nothing else (HSTS), and the
+# proxy's X-Forwarded-Proto says whether a request came over https. The embedded stack
+# (`manage.py serve` / `demo`, plain http) turns this off when it listens on a loopback
+# address and HTTPS is not set (api/core/embedded.py); set HTTPS=false to serve plain http
+# anywhere else (not advisable beyond a trusted network).
+HTTPS = env_bool("HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# Trust X-Forwarded-Proto only where a proxy sets it (and overwrites a client's): the default
+# under HTTPS, since production runs behind one.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", HTTPS) else None
+#: What the embedded stack sets when it serves plain http on a loopback address (HTTPS unset);
+#: a setting given explicitly in the environment is kept.
+PLAIN_HTTP_OVERRIDES = {"HTTPS": False, "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False,
+                        "SECURE_HSTS_SECONDS": 0, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+                        "SECURE_PROXY_SSL_HEADER": None}
 
 # --- console (Django login; users reach the tenants they are members of) -------------
 LOGIN_URL = "/console/login/"

@@ -1,18 +1,23 @@
 """Issue 10, defects 6, 10 and 11 (Host): the API degrades while Redis is down, invalid API
-keys are locked out, a bad Host is the error shape.
+keys are locked out, HTTPS settings are on in production, a bad Host is the error shape.
 
 Redis is "down" by pointing the cache and the broker at a closed port (``redis_down`` in
 tests/conftest.py); the Redis the suite runs with is never touched.
 """
 from __future__ import annotations
 
+import runpy
 import secrets
 import time
 
 import pytest
+import requests
+from django.conf import settings as django_settings
 
 from api.jobs.models import Job
+from api.settings import BASE_DIR
 from tests.api.helpers import error_of, small_corpus, upload
+from tests.conftest import unused_port
 
 OUTAGE_WARNING = "the cache (Redis) is unreachable"
 
@@ -179,6 +184,101 @@ def test_x_forwarded_for_counts_only_behind_trusted_proxies(client, settings, db
     assert spoofed == [401, 401, 429], "what the client wrote before the proxy's entry does not count"
     other = client.get("/api/v1/usage/", HTTP_X_FORWARDED_FOR="198.51.100.2", **proxy, **_bearer(_bad_key()))
     assert other.status_code == 401
+
+
+# --- defect 10: HTTPS ---------------------------------------------------------------------
+
+def _settings_under(monkeypatch, tmp_path, **env) -> dict:
+    """api/settings.py evaluated afresh under ``env`` (and nothing else that would change it)."""
+    for name in ("DEBUG", "HTTPS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+                 "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_PROXY_SSL_HEADER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SECRET_KEY", "x" * 50)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(BASE_DIR / "api" / "settings.py"))
+
+
+def test_production_settings_are_https_only_by_default(monkeypatch, tmp_path):
+    production = _settings_under(monkeypatch, tmp_path, DEBUG="false")
+    assert production["SESSION_COOKIE_SECURE"] and production["CSRF_COOKIE_SECURE"]
+    assert production["SECURE_HSTS_SECONDS"] == 365 * 24 * 3600 and production["SECURE_HSTS_INCLUDE_SUBDOMAINS"]
+    assert production["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+    development = _settings_under(monkeypatch, tmp_path, DEBUG="true")
+    assert not development["SESSION_COOKIE_SECURE"] and not development["CSRF_COOKIE_SECURE"]
+    assert development["SECURE_HSTS_SECONDS"] == 0 and development["SECURE_PROXY_SSL_HEADER"] is None
+    plain = _settings_under(monkeypatch, tmp_path, DEBUG="false", HTTPS="false")
+    assert not plain["SESSION_COOKIE_SECURE"] and plain["SECURE_HSTS_SECONDS"] == 0
+    tuned = _settings_under(monkeypatch, tmp_path, SECURE_HSTS_SECONDS="300", SECURE_HSTS_INCLUDE_SUBDOMAINS="false",
+                            SECURE_PROXY_SSL_HEADER="false")
+    assert tuned["SECURE_HSTS_SECONDS"] == 300 and not tuned["SECURE_HSTS_INCLUDE_SUBDOMAINS"]
+    assert tuned["SECURE_PROXY_SSL_HEADER"] is None and tuned["SESSION_COOKIE_SECURE"]
+
+
+def test_over_https_cookies_are_secure_and_hsts_is_sent(client, django_user_model, settings):
+    """Through the middleware, as production serves it: the proxy says https in X-Forwarded-Proto."""
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
+    settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = 31536000, True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    django_user_model.objects.create_user(username="carol", password="carol-password")
+    page = client.get("/console/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert page["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    assert page.cookies["csrftoken"]["secure"] is True
+    logged_in = client.post("/console/login/", {"username": "carol", "password": "carol-password"},
+                            HTTP_X_FORWARDED_PROTO="https")
+    assert logged_in.status_code == 302 and logged_in.cookies["sessionid"]["secure"] is True
+    api = client.get("/api/v1/schema/", HTTP_X_FORWARDED_PROTO="https")
+    assert "Strict-Transport-Security" in api
+    # Plain http (no proxy header): no HSTS, which browsers would ignore anyway.
+    assert "Strict-Transport-Security" not in client.get("/console/login/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_stack_serves_the_console_over_plain_http(django_user_model, monkeypatch):
+    """`manage.py serve` on 127.0.0.1 turns HTTPS off (a real HTTP client does not send Secure
+    cookies over http, so login would fail its CSRF check)."""
+    from api.core.embedded import EmbeddedStack
+
+    monkeypatch.delenv("HTTPS", raising=False)
+    for name in django_settings.PLAIN_HTTP_OVERRIDES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(django_settings, name, getattr(django_settings, name))  # restored afterwards
+    django_settings.HTTPS = django_settings.SESSION_COOKIE_SECURE = django_settings.CSRF_COOKIE_SECURE = True
+    django_settings.SECURE_HSTS_SECONDS = 31536000
+    django_user_model.objects.create_user(username="dave", password="dave-password")
+    stack = EmbeddedStack(host="127.0.0.1", port=unused_port())
+    stack._serve_plain_http()
+    stack._start_web()
+    try:
+        session = requests.Session()
+        page = session.get(f"{stack.base_url}/console/login/", timeout=10)
+        assert page.status_code == 200 and "Strict-Transport-Security" not in page.headers
+        assert "secure" not in page.headers["Set-Cookie"].lower()
+        response = session.post(f"{stack.base_url}/console/login/", timeout=10, allow_redirects=False,
+                                data={"username": "dave", "password": "dave-password",
+                                      "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+                                headers={"Referer": f"{stack.base_url}/console/login/"})
+        assert response.status_code == 302, response.text[:500]
+        assert session.get(f"{stack.base_url}/console/", timeout=10).url.endswith("/console/")
+    finally:
+        stack.stop()
+
+
+def test_the_embedded_stack_keeps_https_on_where_it_was_asked_for(monkeypatch):
+    from api.core.embedded import EmbeddedStack
+
+    for name in django_settings.PLAIN_HTTP_OVERRIDES:
+        monkeypatch.setattr(django_settings, name, getattr(django_settings, name))
+    django_settings.SESSION_COOKIE_SECURE = True
+    monkeypatch.setenv("HTTPS", "true")  # e.g. behind a TLS proxy on the same host
+    EmbeddedStack(host="127.0.0.1")._serve_plain_http()
+    assert django_settings.SESSION_COOKIE_SECURE is True
+    monkeypatch.delenv("HTTPS")
+    EmbeddedStack(host="0.0.0.0")._serve_plain_http()  # not loopback: only a warning
+    assert django_settings.SESSION_COOKIE_SECURE is True
+    EmbeddedStack(host="::1")._serve_plain_http()
+    assert django_settings.SESSION_COOKIE_SECURE is False
 
 
 # --- defect 11: the Host header -----------------------------------------------------------
