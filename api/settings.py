@@ -2,7 +2,8 @@
 
 With nothing set, the service runs embedded: SQLite and artifacts under ``./var``,
 and ``manage.py serve`` starts its own Redis. In production set ``DATABASE_URL``
-(PostgreSQL), ``REDIS_URL``, ``ARTIFACT_ROOT``, ``SECRET_KEY`` and ``DEBUG=false``.
+(PostgreSQL), ``REDIS_URL``, ``ARTIFACT_ROOT``, ``SECRET_KEY`` and ``DEBUG=false``, which
+also turns the HTTPS settings on (Secure cookies, HSTS: deploy/README.md).
 """
 from __future__ import annotations
 
@@ -134,12 +135,18 @@ DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL") or f"sq
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def redis_cache(url: str) -> dict:
+    """The cache on Redis at ``url``: while Redis is unreachable every call falls back to process
+    memory (api/core/cache.py), so an outage degrades rate limits and lockouts instead of failing
+    requests; one attempt costs at most the socket timeouts."""
+    return {"BACKEND": "api.core.cache.FallbackRedisCache", "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2, "FALLBACK_SECONDS": 5}}
+
+
 CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-        if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+    "default": redis_cache(REDIS_URL) if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 LANGUAGE_CODE = "en-us"
@@ -149,10 +156,46 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# --- HTTPS (deploy/README.md): on unless DEBUG -------------------------------------------
+# The service is reached over https (TLS ends at the reverse proxy in front of gunicorn):
+# cookies are sent only over https, browsers are told to use nothing else (HSTS), and the
+# proxy's X-Forwarded-Proto says whether a request came over https. The embedded stack
+# (`manage.py serve` / `demo`, plain http) turns this off when it listens on a loopback
+# address and HTTPS is not set (api/core/embedded.py); set HTTPS=false to serve plain http
+# anywhere else (not advisable beyond a trusted network).
+HTTPS = env_bool("HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# Trust X-Forwarded-Proto only where a proxy sets it (and overwrites a client's): the default
+# under HTTPS, since production runs behind one.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", HTTPS) else None
+#: What the embedded stack sets when it serves plain http on a loopback address (HTTPS unset);
+#: a setting given explicitly in the environment is kept.
+PLAIN_HTTP_OVERRIDES = {"HTTPS": False, "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False,
+                        "SECURE_HSTS_SECONDS": 0, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+                        "SECURE_PROXY_SSL_HEADER": None}
+
 # --- console (Django login; users reach the tenants they are members of) -------------
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
+# Every password check (console and admin) counts failures (api/core/lockout.py).
+AUTHENTICATION_BACKENDS = ["api.console.login.LockoutModelBackend"]
+
+# --- lockout after failed sign-ins (api/core/lockout.py); 0 switches a limit off --------
+# Failures are counted per client address and per account (a username, an API key's
+# prefix) in a window opened by the first failure; at the limit, attempts are refused
+# with 429 until the window ends.
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 900)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 10)
+API_KEY_MAX_FAILURES_PER_ADDRESS = env_int("API_KEY_MAX_FAILURES_PER_ADDRESS", 50)
+API_KEY_MAX_FAILURES_PER_KEY = env_int("API_KEY_MAX_FAILURES_PER_KEY", 20)
+# Reverse proxies in front of the web process that append the client's address to
+# X-Forwarded-For (0: use the connection's address, ignore the header, which anyone can write).
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
 # --- artifact store and ingest limits -------------------------------------------------
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
@@ -173,6 +216,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["api.tenancy.authentication.IsTenantMember"],
     "DEFAULT_THROTTLE_CLASSES": ["api.tenancy.authentication.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "1200/min")},
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.core.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

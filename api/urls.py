@@ -30,5 +30,6 @@ urlpatterns = [
     path("console/", include("api.console.urls")),
 ]
 
+handler400 = "api.core.errors.bad_request"
 handler404 = "api.core.errors.json_not_found"
 handler500 = "api.core.errors.json_server_error"

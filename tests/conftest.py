@@ -7,7 +7,9 @@ if either is missing the session fails instead of skipping.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,48 @@ def artifact_root(settings, tmp_path) -> Path:
     root.mkdir()
     settings.ARTIFACT_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True)
+def cache_namespace(settings):
+    """Every test sees an empty cache (its own key prefix, on the real backend): rate-limit
+    and failed-sign-in counters, kept by the client's address, do not carry between tests.
+    (Not ``cache.clear()``: on Redis that empties the database the broker may share.)"""
+    settings.CACHES = {name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+                       for name, config in settings.CACHES.items()}
+
+
+def unused_port() -> int:
+    """A local TCP port nothing listens on (bound, then released): to serve on, or to find closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def redis_down(settings, caplog):
+    """Redis is down for this test: the cache and the Celery broker point at a closed port.
+
+    The cache is configured by ``api.settings.redis_cache``, exactly as production's.
+    """
+    from api.core.queue import app
+    from api.settings import redis_cache
+
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+    settings.CACHES = {"default": redis_cache(url)}
+    original = app.conf.broker_url
+
+    def reset_pools() -> None:  # what Celery does after a fork: connections are made anew
+        app._pool = None
+        if "amqp" in app.__dict__:
+            app.__dict__["amqp"]._producer_pool = None
+
+    app.conf.broker_url = url
+    reset_pools()
+    caplog.set_level("INFO")
+    yield url
+    app.conf.broker_url = original
+    reset_pools()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ is used instead of starting one.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -40,6 +41,15 @@ class QuietRequestHandler(DjangoRequestHandler):
             WSGIRequestHandler.log_message(self, format, *args)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _terminate_with_parent() -> None:
     """In the worker child on Linux: get SIGTERM if the stack process dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
@@ -70,10 +80,29 @@ class EmbeddedStack:
     def start(self) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
+        self._serve_plain_http()
         self._start_redis()
         self._start_worker()
         self._start_beat()
         self._start_web()
+
+    def _serve_plain_http(self) -> None:
+        """This server speaks plain http. On a loopback address, unless ``HTTPS`` was set (a TLS
+        proxy on the same host), cookies are not marked Secure and no HSTS is sent
+        (``settings.PLAIN_HTTP_OVERRIDES``; a setting given in the environment is kept): an HTTP
+        client does not send a Secure cookie back over http, so the console login would fail.
+        Elsewhere the production defaults stay, with a warning."""
+        if "HTTPS" in os.environ:
+            return
+        if not _is_loopback(self.host):
+            if settings.SESSION_COOKIE_SECURE:
+                logger.warning("serving plain http on %s with HTTPS on (DEBUG is off): console cookies are Secure, "
+                               "so logins need https in front of this server; set HTTPS=false to serve plain http",
+                               self.host)
+            return
+        for name, value in settings.PLAIN_HTTP_OVERRIDES.items():
+            if name not in os.environ:
+                setattr(settings, name, value)
 
     def _start_redis(self) -> None:
         if self.redis_url:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -25,20 +26,26 @@ class ApplicationError(Exception):
     """A failure the caller can act on; services raise it, the handler renders it.
 
     ``field`` names the input at fault (``"cron"``, ``"params.corpus"``); it is also
-    ``detail["field"]``, where the rendered error carries it.
+    ``detail["field"]``, where the rendered error carries it. ``retry_after`` (seconds) says
+    when trying again can succeed (a 429 or a 503): it is ``detail["retry_after_seconds"]``
+    and the response's ``Retry-After`` header, as for DRF's own throttling.
     """
 
     def __init__(self, code: str, message: str, *, detail: dict | None = None, status_code: int = 400,
-                 field: str | None = None):
+                 field: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         detail = dict(detail or {})
         if field is not None:
             detail = {"field": field, **{key: value for key, value in detail.items() if key != "field"}}
+        if retry_after is not None:
+            retry_after = max(1, int(retry_after))
+            detail["retry_after_seconds"] = retry_after
         self.detail = detail
         self.field = detail.get("field")
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 def error_body(code: str, message: str, detail: dict | None = None) -> dict:
@@ -119,7 +126,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, exceptions.ValidationError):
         exc = validation_error(exc.detail)
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
         detail = {"retry_after_seconds": exc.wait} if isinstance(exc, exceptions.Throttled) and exc.wait else {}
@@ -135,6 +143,21 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         error_body("internal_error", "an internal error occurred; it has been logged. Retry, or contact the operator."),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def bad_request(request, exception=None):
+    """``handler400``: what Django answers for a request it refuses before any view runs
+    (a ``Host`` not in ``ALLOWED_HOSTS``, any other ``SuspiciousOperation``). Under ``/api/`` it is
+    the error shape; elsewhere (console, admin) Django's own page. It must not call
+    ``request.get_host()``: for a disallowed host that raises again."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        body = error_body("disallowed_host", "the Host header names a host this service does not answer for "
+                          "(ALLOWED_HOSTS)")
+    else:
+        body = error_body("bad_request", "the request was refused as malformed or suspicious")
+    return JsonResponse(body, status=400)
 
 
 def json_not_found(request, exception=None) -> JsonResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
@@ -59,18 +60,54 @@ def _context(job: Job) -> Context:
                    model=lambda model_id: stored_model(tenant_id=job.tenant_id, model_id=model_id))
 
 
-def _dispatch_stage(job: Job, stage: Stage) -> None:
+def _dispatch_stage(job: Job, stage: Stage, *, unsent: Callable[[], str] | None = None) -> None:
     """After commit, enqueue the units of ``stage`` that are not done yet.
 
     If all are done (a stage finished but the job was not moved on), unit 0 is
     enqueued again: it finds itself done and moves the job on.
+
+    If the broker is unreachable, ``unsent`` undoes what the caller committed (so no job
+    waits for messages that were never sent) and says what became of the job; the 503
+    :class:`ApplicationError` (``queue_unavailable``, ``Retry-After``) carries it.
     """
     done = set(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage=stage.name)
                .values_list("index", flat=True))
     missing = [i for i in range(stage.units) if i not in done] or [0]
     job_id = str(job.pk)
-    transaction.on_commit(lambda: dispatch.enqueue_units(job_id=job_id, stage=stage.name, indices=missing,
-                                                         queue=stage.queue))
+
+    def send() -> None:
+        try:
+            dispatch.enqueue_units(job_id=job_id, stage=stage.name, indices=missing, queue=stage.queue)
+        except ApplicationError as exc:
+            if unsent is None or exc.code != "queue_unavailable":
+                raise
+            raise ApplicationError(exc.code, f"{exc.message}, so {unsent()}; try again in {exc.retry_after} s",
+                                   detail=exc.detail, status_code=exc.status_code,
+                                   retry_after=exc.retry_after) from exc
+
+    transaction.on_commit(send)
+
+
+def _unsent_create(job: Job) -> Callable[[], str]:
+    """A new job whose first stage could not be sent is deleted: a 503 means nothing was done, and
+    a client that retries on 503 would otherwise leave a job behind on every attempt. (A unit
+    sent before the broker went away finds the job gone and skips.)"""
+    def undo() -> str:
+        if Job.objects.for_tenant(job.tenant_id).filter(pk=job.pk, status=Job.Status.QUEUED).delete()[0]:
+            return "the job was not created"
+        job_fail(job_id=job.pk, reason="only part of the first stage could be queued: the broker went away")
+        return f"the job {job.pk}, queued only in part, was marked failed (retry it)"
+
+    return undo
+
+
+def _unsent_retry(job: Job, previous: dict) -> Callable[[], str]:
+    """A retried job whose stage could not be sent goes back to how it was before the retry."""
+    def undo() -> str:
+        Job.objects.for_tenant(job.tenant_id).filter(pk=job.pk, status=Job.Status.QUEUED).update(**previous)
+        return f"the job is still {previous['status']}"
+
+    return undo
 
 
 def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
@@ -85,7 +122,7 @@ def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
             tenant=tenant, kind=kind, params=normalised, plan=[s.as_dict() for s in plan], stage=plan[0].name,
             shards_total=sum(s.units for s in plan),
         )
-        _dispatch_stage(job, plan[0])
+        _dispatch_stage(job, plan[0], unsent=_unsent_create(job))
     return job
 
 
@@ -104,6 +141,7 @@ def job_retry(*, job: Job) -> Job:
     """Requeue a failed or cancelled job from its current stage; done units are not redone."""
     with transaction.atomic():
         _check_concurrency(job.tenant)
+        previous = {"status": job.status, "error": job.error, "finished_at": job.finished_at}
         updated = Job.objects.for_tenant(job.tenant_id).filter(
             pk=job.pk, status__in=(Job.Status.FAILED, Job.Status.CANCELLED)
         ).update(status=Job.Status.QUEUED, error="", finished_at=None)
@@ -111,7 +149,7 @@ def job_retry(*, job: Job) -> Job:
         if not updated:
             raise ApplicationError("job_not_retryable", f"the job is {job.status}; only failed or cancelled jobs "
                                    "can be retried", status_code=409)
-        _dispatch_stage(job, next(s for s in _plan(job) if s.name == job.stage))
+        _dispatch_stage(job, next(s for s in _plan(job) if s.name == job.stage), unsent=_unsent_retry(job, previous))
     return job
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
+from api.core.lockout import client_address
 from api.tenancy.models import ApiKey, Tenant
 from api.tenancy.services import api_key_verify
 
@@ -30,7 +31,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, presented = header.partition(" ")
         if scheme != self.keyword or not presented.strip():
             raise exceptions.AuthenticationFailed("use the header 'Authorization: Bearer <api key>'")
-        key = api_key_verify(presented=presented.strip())
+        key = api_key_verify(presented=presented.strip(), address=client_address(request))
         if key is None:
             raise exceptions.AuthenticationFailed("the API key is unknown or revoked")
         return TenantPrincipal(tenant=key.tenant, api_key=key), key
@@ -51,6 +52,10 @@ class IsTenantMember(permissions.BasePermission):
 
 
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    """``API_RATE_LIMIT`` requests per key, counted in the default cache. While Redis is down
+    the cache counts in each web process's memory (:mod:`api.core.cache` says why that, not
+    failing open), so reads keep answering and the limit still holds, per process."""
+
     scope = "api_key"
 
     def get_cache_key(self, request, view):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from api.core import lockout
 from api.core.errors import ApplicationError
 from api.tenancy.models import ApiKey, Tenant
 
@@ -39,13 +40,22 @@ def api_key_create(*, tenant: Tenant, name: str = "") -> IssuedKey:
     return IssuedKey(api_key=key, secret=f"{KEY_PREFIX}{prefix}_{secret}")
 
 
-def api_key_verify(*, presented: str) -> ApiKey | None:
-    """The active key matching ``presented`` (constant-time compare), else ``None``."""
-    if not presented.startswith(KEY_PREFIX):
-        return None
-    prefix, _, secret = presented[len(KEY_PREFIX):].partition("_")
-    key = ApiKey.unscoped_objects.select_related("tenant").filter(prefix=prefix, revoked_at__isnull=True).first()
+def api_key_verify(*, presented: str, address: str = "") -> ApiKey | None:
+    """The active key matching ``presented`` (constant-time compare), else ``None``.
+
+    Failures are counted by the caller's ``address`` and by the key prefix presented
+    (:data:`api.core.lockout.API_KEY`); once either has too many, this raises a 429
+    :class:`ApplicationError` before looking at the key, even a valid one. A valid key
+    does not clear its prefix's failures: its own traffic would otherwise let a guesser go on.
+    """
+    prefix, _, secret = presented.removeprefix(KEY_PREFIX).partition("_")
+    prefix = prefix if presented.startswith(KEY_PREFIX) else None
+    lockout.API_KEY.check(address=address, account=prefix)
+    key = None
+    if prefix is not None:
+        key = ApiKey.unscoped_objects.select_related("tenant").filter(prefix=prefix, revoked_at__isnull=True).first()
     if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(key.salt, secret)):
+        lockout.API_KEY.failed(address=address, account=prefix)
         return None
     now = timezone.now()
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:

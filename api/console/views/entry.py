@@ -11,12 +11,32 @@ from django.urls import Resolver404, resolve, reverse
 from django.views import View
 
 from api.console.access import console_tenant, console_tenants, current_tenant, sole_tenant
-from api.console.base import not_found
+from api.console.base import not_found, page_error
+from api.console.login import login_identities
+from api.core import lockout
+from api.core.errors import ApplicationError
 
 
 class LoginView(auth_views.LoginView):
+    """Django's login, with the lockout (:mod:`api.console.login`): while the address or the
+    username has too many failed logins the page answers 429 saying for how long, and no
+    password is checked."""
+
     template_name = "console/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username") or None
+        try:
+            lockout.LOGIN.check(**login_identities(request, username))
+        except ApplicationError as exc:
+            # An unbound form: validating it would try the password.
+            form = self.get_form_class()(request, initial={"username": username or ""})
+            response = self.render_to_response(self.get_context_data(form=form, lockout=page_error(exc)),
+                                               status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(auth_views.LogoutView):
