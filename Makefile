@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $(STAMP)
 
+# make demo [CORPUS=...] [BENCHMARK=...] [BUDGET=training samples] [EMBEDDER=minilm|hashing|...] [PORT=...]
 demo: $(STAMP)
-	$(BIN)/python manage.py demo $(if $(CORPUS),--corpus $(CORPUS)) $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(PORT),--port $(PORT))
+	$(BIN)/python manage.py demo $(if $(CORPUS),--corpus $(CORPUS)) $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(EMBEDDER),--embedder $(EMBEDDER)) $(if $(PORT),--port $(PORT))
 
 serve: $(STAMP)
 	$(BIN)/python manage.py serve $(if $(PORT),--port $(PORT))

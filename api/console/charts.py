@@ -170,7 +170,7 @@ def histogram(title: str, edges: Sequence[float], series: dict[str, Sequence[int
             base += count
     # Round x ticks where they fall, not the bin edges' own values (rarely round numbers).
     low, high = edges[0], edges[-1]
-    for tick in nice_ticks(low, high, 6) if high > low else []:
+    for tick in nice_ticks(low, high, 8) if high > low else []:
         if low - span * 1e-9 <= tick <= high + span * 1e-9:
             x = left + plot_w * (tick - low) / (high - low)
             body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h + 4}" '

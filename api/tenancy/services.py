@@ -75,6 +75,15 @@ def api_key_revoke(*, tenant: Tenant, key_id) -> ApiKey:
 
 
 @transaction.atomic
+def api_key_rotate(*, tenant: Tenant, name: str) -> tuple[IssuedKey, int]:
+    """A new key named ``name``, and the tenant's other active keys of that name revoked
+    (their secrets were shown once and are not stored): returns the key and how many were revoked."""
+    revoked = ApiKey.objects.for_tenant(tenant).filter(name=name, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    return api_key_create(tenant=tenant, name=name), revoked
+
+
+@transaction.atomic
 def tenant_create(*, name: str, key_name: str = "initial") -> IssuedKey:
     if Tenant.objects.filter(name=name).exists():
         raise ApplicationError("tenant_exists", f"a tenant named {name!r} already exists", status_code=409)

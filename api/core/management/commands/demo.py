@@ -1,25 +1,77 @@
-"""``make demo``: the embedded stack plus a real run through the REST API."""
+"""``make demo``: the embedded stack plus a real run through the REST API.
+
+Safe to re-run: each run uses the same ``demo`` tenant and console user, keeps the console
+password of the last run while it still works (it lives in ``VAR_DIR/demo/``, readable by
+its owner only), and revokes the previous run's demo API key when it issues a new one (a
+key's secret is shown once and not stored, so it cannot be shown again).
+"""
 from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from api.core.embedded import EmbeddedStack
 from api.tenancy.models import Tenant
-from api.tenancy.services import api_key_create, tenant_create
+from api.tenancy.services import api_key_rotate
 from curation import summary
 from curation.demo_data import demo_benchmark, demo_corpus, write_jsonl
+from curation.embedders import DEFAULT_EMBEDDER
+from curation.pilots import metric_unit
 
 DEMO_TENANT = "demo"
+DEMO_USER = "demo"
+DEMO_KEY = "demo"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """The demo's credentials for this run: ``key`` (the new API key's secret), ``revoked``
+    (earlier demo keys revoked), the console ``password`` and whether it is the last run's."""
+
+    tenant: Tenant
+    key: str
+    revoked: int
+    password: str
+    password_kept: bool
+
+
+def demo_login(*, var_dir: Path) -> DemoLogin:
+    """The demo tenant (created on the first run), one active demo API key, and the console
+    user ``demo`` with the password of the last run if it still works, else a new one."""
+    tenant, _ = Tenant.objects.get_or_create(name=DEMO_TENANT)
+    issued, revoked = api_key_rotate(tenant=tenant, name=DEMO_KEY)
+    stored = var_dir / "demo" / "console-password"
+    user = get_user_model().objects.filter(username=DEMO_USER).first()
+    kept = stored.is_file() and user is not None and user.check_password(stored.read_text().strip())
+    password = stored.read_text().strip() if kept else secrets.token_urlsafe(12)
+    call_command("create_console_user", DEMO_USER, tenant=[DEMO_TENANT], password=password, stdout=io.StringIO())
+    if not kept:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.unlink(missing_ok=True)
+        with os.fdopen(os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(password + "\n")
+    return DemoLogin(tenant=tenant, key=issued.secret, revoked=revoked, password=password, password_kept=kept)
+
+
+def login_lines(base: str, login: DemoLogin) -> list[str]:
+    """The summary's console login and API key, saying what changed since the last run."""
+    password = "unchanged since the last run" if login.password_kept else "new"
+    earlier = ("" if not login.revoked else "; the last run's demo key is revoked" if login.revoked == 1 else
+               f"; the {login.revoked} earlier demo keys are revoked")
+    return [f"  Console             {base}/console/   (user {DEMO_USER!r}, password {login.password}; {password})",
+            f"  API key             {login.key}   (shown once{earlier})"]
 
 
 class Command(BaseCommand):
@@ -30,10 +82,11 @@ class Command(BaseCommand):
         parser.add_argument("--benchmark", type=Path, help="your benchmark examples (same formats)")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--budget", type=float, default=300, help="training samples to plan for")
+        parser.add_argument("--embedder", help="minilm (the default), hashing, hashing:DIM or an EXTRA_EMBEDDERS name")
         parser.add_argument("--no-serve", action="store_true", help="stop after the run instead of serving")
 
-    def handle(self, *args, corpus: Path | None, benchmark: Path | None, port: int, budget: float, no_serve: bool,
-               **options):
+    def handle(self, *args, corpus: Path | None, benchmark: Path | None, port: int, budget: float,
+               embedder: str | None, no_serve: bool, **options):
         for path in (corpus, benchmark):
             if path is not None and not path.is_file():
                 raise CommandError(f"{path} is not a file")
@@ -46,7 +99,7 @@ class Command(BaseCommand):
         stack.start()
         try:
             stack.wait_for_worker()
-            self._run(stack.base_url, corpus, benchmark, budget)
+            self._run(stack.base_url, corpus, benchmark, budget, embedder)
         except BaseException:
             stack.stop()
             raise
@@ -57,11 +110,10 @@ class Command(BaseCommand):
         stack.serve_until_interrupted()
         self.stdout.write("Stopped the web server, the worker, beat and Redis.")
 
-    def _run(self, base: str, corpus: Path, benchmark: Path, budget: float) -> None:
-        tenant = Tenant.objects.filter(name=DEMO_TENANT).first()
-        issued = tenant_create(name=DEMO_TENANT) if tenant is None else api_key_create(tenant=tenant, name="demo")
+    def _run(self, base: str, corpus: Path, benchmark: Path, budget: float, embedder: str | None) -> None:
+        login = demo_login(var_dir=Path(settings.VAR_DIR))
         session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {issued.secret}"
+        session.headers["Authorization"] = f"Bearer {login.key}"
         api = f"{base}/api/v1"
 
         def call(method: str, url: str, **kwargs) -> dict:
@@ -86,9 +138,10 @@ class Command(BaseCommand):
         self.stdout.write("  documents per source: " + ", ".join(f"{k or '(none)'} {v}" for k, v in sources.items()))
 
         params = {"corpus": uploaded["corpora"]["id"], "benchmarks": [uploaded["benchmarks"]["id"]],
-                  "budget": budget, "eps": 0.05}
-        self.stdout.write(f"\nCurating for a budget of {budget:g} training samples (job kind 'curate': embed, index, "
-                          "prune, BETR, OT, pilots, fit, mixture)")
+                  "budget": budget, "eps": 0.05, **({"embedder": embedder} if embedder else {})}
+        self.stdout.write(f"\nCurating for a budget of {budget:g} training samples with the "
+                          f"{embedder or DEFAULT_EMBEDDER} embedder (job kind 'curate': embed, index, prune, BETR, OT, "
+                          "pilots, fit, mixture)")
         job = call("POST", f"{api}/jobs/", json={"kind": "curate", "params": params})
         job = self._follow(call, f"{api}/jobs/{job['id']}/", "curate")
         result, stages = job["result"], job["result"]["stages"]
@@ -103,7 +156,10 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(summary.pool_table(result["pools"])))
         self.stdout.write("\n" + summary.prediction_line(result["predicted"]))
         mixture = call("GET", f"{api}/mixtures/{result['mixture']}/")
-        self.stdout.write("Best mixture by budget (frontier):")
+        predicted = result["predicted"]
+        unit = predicted.get("unit") or metric_unit(predicted["metric"])
+        self.stdout.write(f"Best mixture by budget (frontier; predicted {predicted['metric']}"
+                          f"{f' in {unit}' if unit else ''}):")
         for row in mixture["frontier"][::6]:
             top = max(row["weights"], key=row["weights"].get)
             self.stdout.write(f"  {row['budget']:>12,.0f} samples -> {row['value']:.3f}   largest pool {top} "
@@ -111,12 +167,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Manifest: {result['documents']} unique documents  ({api}/mixtures/{result['mixture']}/"
                           "documents/)")
 
-        password = secrets.token_urlsafe(12)
-        call_command("create_console_user", DEMO_TENANT, tenant=[DEMO_TENANT], password=password, stdout=io.StringIO())
         self.stdout.write("\nTry it yourself")
-        self.stdout.write(f"  Console             {base}/console/   (user {DEMO_TENANT!r}, password {password})")
-        self.stdout.write(f"  API key             {issued.secret}   (shown once)")
-        self.stdout.write(f"  Predict a mixture   curl -H 'Authorization: Bearer {issued.secret}' -H 'Content-Type: "
+        self.stdout.write("\n".join(login_lines(base, login)))
+        self.stdout.write(f"  Predict a mixture   curl -H 'Authorization: Bearer {login.key}' -H 'Content-Type: "
                           f"application/json' -d '{{\"performance_model\": \"{result['performance_model']}\", "
                           f"\"mixture\": {json.dumps(result_weights(result))}, \"budget\": {budget * 4:g}}}' "
                           f"{api}/predictions/")
