@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from django import template
 from django.template.defaultfilters import filesizeformat
@@ -76,11 +75,6 @@ def until(value) -> str:
     if delta <= 1:
         return "due now"
     return "in " + seconds(delta)
-
-
-@register.filter
-def pretty_json(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 @register.filter
