@@ -17,6 +17,12 @@ class ScheduleInputSerializer(serializers.Serializer):
     job_template = JobCreateSerializer(help_text="{kind, params}: validated exactly like POST /api/v1/jobs/")
     enabled = serializers.BooleanField(required=False, default=True, help_text="false pauses the schedule")
 
+    def validate_job_template(self, value: dict) -> dict:
+        # A PATCH is partial, and DRF makes the nested template partial too; a template is always whole.
+        if "kind" not in value:
+            raise serializers.ValidationError({"kind": [serializers.Field.default_error_messages["required"]]})
+        return value
+
 
 class JobRefSerializer(serializers.Serializer):
     id = serializers.UUIDField()
