@@ -9,9 +9,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from rest_framework import serializers
 
 from api.datasets.models import Dataset
+from api.jobs.kinds import KINDS
+from api.modeling.models import PerformanceModel, PilotRun
+from api.modeling.serializers import PilotRunInputSerializer, PredictionInputSerializer
 from api.schedules.models import Schedule
+from curation.laws import Pool
+from curation.mixture import MixtureLaw
 from tests.api.helpers import error_of, files_under, small_corpus, upload
 
 
@@ -21,6 +27,21 @@ NO_ID = "00000000-0000-0000-0000-000000000000"
 @pytest.fixture
 def corpus(client_a):
     return upload(client_a, "corpora", "c.jsonl", small_corpus(9)).json()
+
+
+@pytest.fixture
+def model(tenant_a, corpus):
+    """A fitted performance model of the corpus, stored as the fit job stores one."""
+    tenant, dataset = tenant_a[0], Dataset.unscoped_objects.get(pk=corpus["id"])
+    law = MixtureLaw(pools=tuple(Pool(name=s, unique=n, ot=0.2 + 0.1 * i, quality=0.5)
+                                 for i, (s, n) in enumerate(sorted(dataset.source_counts.items()))),
+                     c=0.8, A=0.05, beta=0.25, gamma=0.8, eta=0.6, tau=6.0, higher_is_better=True, rmse=0.004,
+                     observed_sizes=(50.0, 800.0), observed_repetitions=3.0,
+                     provenance={name: "pilot_runs" for name in ("c", "A", "beta", "gamma", "eta", "tau")})
+    return PerformanceModel.objects.for_tenant(tenant).create(
+        tenant=tenant, corpus=dataset, benchmarks=[], metric="accuracy", kind="effective_data",
+        parameters=law.parameters(), pools=law.pool_rows(), fit_error=law.rmse, provenance=law.provenance,
+        observations=[])
 
 
 def _fields(error: dict) -> dict:
@@ -97,6 +118,134 @@ def test_every_api_view_parses_json_with_the_depth_limit():
     for view in checked:
         json_parsers = [p for p in view.parser_classes if issubclass(p, JSONParser)]
         assert all(issubclass(p, BoundedJSONParser) for p in json_parsers), (view, view.parser_classes)
+
+
+# -- 3. numbers: finite, bounded, never booleans -------------------------------------------
+
+BIG = int("9" * 400)
+
+
+def test_a_prediction_weight_of_400_digits_is_a_400_naming_the_mixture(client_a, model):
+    mixture = {"alpha": BIG, "beta": 0, "gamma": 0}
+    body = '{"performance_model": "%s", "mixture": {"alpha": %d, "beta": 0}, "budget": 100}' % (model.pk, BIG)
+    response = client_a.post("/api/v1/predictions/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["detail"]["field"] == "mixture" and "alpha" in error["message"]
+    assert "400-digit" in error["message"] and len(error["message"]) < 300
+    good = client_a.post("/api/v1/predictions/", {"performance_model": str(model.pk),
+                                                  "mixture": mixture | {"alpha": 1}, "budget": 100}, format="json")
+    assert good.status_code == 200, good.json()
+
+
+def test_a_pilot_run_weight_of_400_digits_is_a_400_naming_the_item(client_a, corpus):
+    body = ('{"corpus": "%s", "mixture": {"alpha": %d}, "size": 10, "metric": "m", "value": 0.5}'
+            % (corpus["id"], BIG))
+    response = client_a.post("/api/v1/pilot-runs/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "invalid_mixture" and error["detail"] == {"field": "mixture", "item": 0}
+    assert PilotRun.unscoped_objects.count() == 0
+
+
+def _numeric_fields(serializer_class) -> dict[str, serializers.Field]:
+    return {name: field for name, field in serializer_class().fields.items()
+            if isinstance(field, (serializers.FloatField, serializers.IntegerField))}
+
+
+INPUTS = {f"job:{name}": kind.params_serializer for name, kind in sorted(KINDS.items())} | {
+    "pilot-run": PilotRunInputSerializer, "prediction": PredictionInputSerializer}
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_every_number_a_client_sends_is_strict_and_bounded(name):
+    from api.core.fields import StrictFloatField, StrictIntegerField
+
+    fields = _numeric_fields(INPUTS[name])
+    assert fields, name
+    for field_name, field in fields.items():
+        assert isinstance(field, (StrictFloatField, StrictIntegerField)), (name, field_name, type(field))
+        assert field.min_value is not None and field.max_value is not None, (name, field_name)
+
+
+def _job(client, kind: str, params: dict):
+    return client.post("/api/v1/jobs/", {"kind": kind, "params": params}, format="json")
+
+
+@pytest.mark.parametrize("kind,field", [(kind, field) for kind in sorted(KINDS)
+                                        for field in sorted(_numeric_fields(KINDS[kind].params_serializer))])
+def test_a_boolean_is_never_read_as_a_number_in_job_params(client_a, kind, field):
+    response = _job(client_a, kind, {field: True})
+    assert response.status_code == 400, response.content
+    message = str(_fields(error_of(response)).get(field))
+    assert "boolean" in message, (field, error_of(response))
+
+
+@pytest.mark.parametrize("field", ["size", "value"])
+def test_a_boolean_is_never_read_as_a_number_in_pilot_runs(client_a, corpus, field):
+    run = {"corpus": corpus["id"], "mixture": {"alpha": 1}, "size": 10, "metric": "m", "value": 0.5, field: True}
+    response = client_a.post("/api/v1/pilot-runs/", run, format="json")
+    assert response.status_code == 400 and "boolean" in json.dumps(error_of(response)), response.content
+    assert PilotRun.unscoped_objects.count() == 0
+
+
+@pytest.mark.parametrize("field", ["budget", "model_parameters", "level"])
+def test_a_boolean_is_never_read_as_a_number_in_predictions(client_a, model, field):
+    request = {"performance_model": str(model.pk), "mixture": {"alpha": 1}, "budget": 100, field: True}
+    response = client_a.post("/api/v1/predictions/", request, format="json")
+    assert response.status_code == 400 and "boolean" in str(_fields(error_of(response))[field]), response.content
+
+
+TOO_LARGE = [
+    ("curate", {"budget": 1e30}, "budget"),
+    ("mixture", {"budget": 1e30}, "budget"),
+    ("mixture", {"budget": 1e16, "budget_unit": "tokens"}, "budget"),
+    ("mixture", {"budget": 1e31, "budget_unit": "flops", "model_parameters": 1e9}, "budget"),
+    ("mixture", {"budget": 1e20, "budget_unit": "flops", "model_parameters": 1e16}, "model_parameters"),
+    ("curate", {"budget": True}, "budget"),
+    ("curate", {"budget": 100, "seed": 10**30}, "seed"),
+    ("prune", {"seed": 2**32}, "seed"),
+    ("prune", {"budget_documents": 1e30}, "budget_documents"),
+    ("betr", {"flops": 1e31}, "flops"),
+    ("ot", {"seed": -1}, "seed"),
+]
+
+
+@pytest.mark.parametrize("kind,params,field", TOO_LARGE, ids=[f"{k}-{f}-{i}" for i, (k, _, f) in enumerate(TOO_LARGE)])
+def test_numbers_out_of_range_are_refused_when_the_job_is_created(client_a, dispatched, kind, params, field):
+    response = _job(client_a, kind, {"corpus": NO_ID, "benchmarks": [NO_ID], **params})
+    assert response.status_code == 400, response.content
+    assert field in _fields(error_of(response)), error_of(response)
+    assert not dispatched
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("mixture", {"budget": 1e15}), ("mixture", {"budget": 1e30, "budget_unit": "flops", "model_parameters": 1e15}),
+    ("curate", {"budget": 5e3, "seed": 2**32 - 1}), ("prune", {"seed": 2**32 - 1, "budget_documents": 1e15}),
+])
+def test_numbers_at_the_bounds_pass_validation(kind, params):
+    serializer = KINDS[kind].params_serializer(data={"corpus": NO_ID, "benchmarks": [NO_ID], **params})
+    assert serializer.is_valid(), serializer.errors
+
+
+def test_a_budget_that_is_too_large_in_samples_is_refused_against_the_corpus(client_a, model, dispatched):
+    """1e30 flops of a 1-parameter model is 1.7e29 tokens, far past 1e15 samples: refused at creation
+    (it used to run the whole pipeline and overflow when the manifest counted repeats)."""
+    response = _job(client_a, "mixture", {"performance_model": str(model.pk), "budget": 1e30,
+                                          "budget_unit": "flops", "model_parameters": 1})
+    assert response.status_code == 400, response.content
+    assert "samples" in str(_fields(error_of(response))["budget"]) and not dispatched
+    ok = _job(client_a, "mixture", {"performance_model": str(model.pk), "budget": 1e15})
+    assert ok.status_code == 202, ok.content
+
+
+def test_a_prediction_budget_is_bounded_by_unit(client_a, model):
+    request = {"performance_model": str(model.pk), "mixture": {"alpha": 1}}
+    assert client_a.post("/api/v1/predictions/", request | {"budget": 1e15}, format="json").status_code == 200
+    for change in ({"budget": 1.1e15}, {"budget": 1e16, "budget_unit": "tokens"},
+                   {"budget": 1e31, "budget_unit": "flops", "model_parameters": 1e9}):
+        response = client_a.post("/api/v1/predictions/", request | change, format="json")
+        assert response.status_code == 400 and "budget" in json.dumps(error_of(response)), (change, response.content)
 
 
 # -- 4. bodies over DATA_UPLOAD_MAX_MEMORY_SIZE ----------------------------------------------
