@@ -156,7 +156,12 @@ LOGOUT_REDIRECT_URL = "/console/login/"
 
 # --- artifact store and ingest limits -------------------------------------------------
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
-UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)  # per file, compressed and inflated
+# A gzip upload inflates to at most this many times its size (at least 1 MiB): text compresses
+# 3-10x, a gzip bomb ~1000x. Past it, the upload is refused (file_too_large) before more is read.
+UPLOAD_MAX_COMPRESSION_RATIO = env_int("UPLOAD_MAX_COMPRESSION_RATIO", 100)
+# One line of an upload (a CSV record over several lines likewise), its line ending included.
+UPLOAD_MAX_LINE_BYTES = env_int("UPLOAD_MAX_LINE_BYTES", 8 * 1024**2)
 # Nesting of a JSON request body and of one uploaded JSON line (json recurses once per level).
 JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
 SHARD_MAX_DOCUMENTS = env_int("SHARD_MAX_DOCUMENTS", 10_000)

@@ -37,6 +37,12 @@ def _check_quota(tenant: Tenant, *, new_bytes: int, new_documents: int) -> None:
             )
 
 
+def _limits() -> dict:
+    """The upload limits of :mod:`curation.ingest`, from the settings."""
+    return {"max_bytes": settings.UPLOAD_MAX_BYTES, "max_ratio": settings.UPLOAD_MAX_COMPRESSION_RATIO,
+            "max_line_bytes": settings.UPLOAD_MAX_LINE_BYTES, "max_json_depth": settings.JSON_MAX_DEPTH}
+
+
 def _upload_on_disk(upload: UploadedFile, staging: Path) -> Path:
     """The upload's path on disk: Django's temp file, or a copy of a small in-memory upload."""
     if hasattr(upload, "temporary_file_path"):
@@ -77,7 +83,7 @@ def dataset_create(
                 mapping=mapping,
                 declared_format=declared_format,
                 shard_size=shard_size or settings.SHARD_MAX_DOCUMENTS,
-                max_bytes=settings.UPLOAD_MAX_BYTES,
+                **_limits(),
             )
         except IngestError as exc:
             raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
@@ -138,7 +144,7 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
         try:
             summary = ingest_predictions(_upload_on_disk(upload, staging), filename=filename,
                                          is_known_id=known_ids.__contains__, out_path=staging / "predictions.parquet",
-                                         max_bytes=settings.UPLOAD_MAX_BYTES)
+                                         **_limits())
         except IngestError as exc:
             raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
         prediction_set.documents, prediction_set.classes, prediction_set.runs = (

@@ -6,19 +6,20 @@ this file with ``DATABASE_URL`` pointing at each).
 """
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 from rest_framework import serializers
 
-from api.datasets.models import Dataset
+from api.datasets.models import Dataset, PredictionSet
 from api.jobs.kinds import KINDS
 from api.modeling.models import PerformanceModel, PilotRun
 from api.modeling.serializers import PilotRunInputSerializer, PredictionInputSerializer
 from api.schedules.models import Schedule
 from curation.laws import Pool
 from curation.mixture import MixtureLaw
-from tests.api.helpers import error_of, files_under, small_corpus, upload
+from tests.api.helpers import error_of, files_under, jsonl, small_corpus, upload
 
 
 NO_ID = "00000000-0000-0000-0000-000000000000"
@@ -118,6 +119,25 @@ def test_every_api_view_parses_json_with_the_depth_limit():
     for view in checked:
         json_parsers = [p for p in view.parser_classes if issubclass(p, JSONParser)]
         assert all(issubclass(p, BoundedJSONParser) for p in json_parsers), (view, view.parser_classes)
+
+
+def test_an_uploaded_corpus_line_nested_100k_levels_names_file_and_line(client_a, artifact_root):
+    content = b'{"text": "fine"}\n{"text": "deep", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    response = upload(client_a, "corpora", "deep.jsonl", content)
+    assert response.status_code == 400, response.content[:300]
+    error = error_of(response)
+    assert error["code"] == "invalid_json" and error["detail"] == {"file": "deep.jsonl", "line": 2, "field": None}
+    assert "deep.jsonl, line 2" in error["message"] and "64" in error["message"]
+    assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+
+
+def test_an_uploaded_predictions_line_nested_100k_levels_names_file_and_line(client_a, corpus):
+    content = b'{"id": "d0", "label": 0, "probs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    response = upload(client_a, f"corpora/{corpus['id']}/predictions", "p.jsonl", content)
+    assert response.status_code == 400, response.content[:300]
+    error = error_of(response)
+    assert (error["code"], error["detail"]["line"]) == ("invalid_json", 1)
+    assert PredictionSet.unscoped_objects.count() == 0
 
 
 # -- 3. numbers: finite, bounded, never booleans -------------------------------------------
@@ -265,3 +285,59 @@ def test_a_form_field_over_the_limit_is_a_413_in_the_error_shape(client_a, setti
     assert response.status_code == 413, response.content[:300]
     assert error_of(response)["code"] == "request_too_large"
     assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+
+
+# -- 6. hostile uploads ---------------------------------------------------------------------------
+
+def test_a_gzip_bomb_is_a_400_file_too_large_and_leaves_nothing(client_a, artifact_root, settings):
+    settings.UPLOAD_MAX_COMPRESSION_RATIO = 50
+    line = json.dumps({"text": "x" * 990}).encode() + b"\n"
+    bomb = gzip.compress(line * 5000)  # 5 MB of valid JSON lines in a few KB
+    assert len(bomb) * 50 < 1024**2 < len(line) * 5000
+    response = upload(client_a, "corpora", "bomb.jsonl.gz", bomb)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "file_too_large" and error["detail"]["file"] == "bomb.jsonl.gz"
+    assert "50" in error["message"] and "compressed" in error["message"]
+    assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+
+
+def test_a_line_over_the_limit_is_a_400_naming_the_line(client_a, artifact_root, settings):
+    settings.UPLOAD_MAX_LINE_BYTES = 1000
+    content = jsonl([{"text": "short"}, {"text": "y" * 5000}, {"text": "short"}])
+    response = upload(client_a, "corpora", "long.jsonl", content)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "line_too_long" and error["detail"] == {"file": "long.jsonl", "line": 2, "field": None}
+    assert "1000 bytes" in error["message"]
+    assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+    corpus = upload(client_a, "corpora", "c.jsonl", small_corpus(3)).json()
+    content = jsonl([{"id": "d0", "label": 0, "probs": [0.5, 0.5]},
+                     {"id": "d1", "label": 0, "probs": [0.5, 0.5], "pad": "y" * 5000}])
+    predictions = upload(client_a, f"corpora/{corpus['id']}/predictions", "p.jsonl", content)
+    assert error_of(predictions)["code"] == "line_too_long" and error_of(predictions)["detail"]["line"] == 2
+
+
+def test_a_huge_integer_probability_is_a_400(client_a, corpus):
+    content = b'{"id": "d0", "label": 0, "probs": [%d, 0]}\n' % BIG
+    response = upload(client_a, f"corpora/{corpus['id']}/predictions", "p.jsonl", content)
+    assert response.status_code == 400, response.content
+    assert (error_of(response)["code"], error_of(response)["detail"]["field"]) == ("invalid_probabilities", "probs")
+
+
+# -- 7. classic Mac line endings -------------------------------------------------------------------
+
+@pytest.mark.parametrize("filename,content", [
+    ("cr.jsonl", b'{"text": "a", "source": "s"}\r{"text": "b", "source": "t"}\r\r{"text": "c", "source": "s"}\r'),
+    ("cr.csv", b'text,source\ra,s\r"b\rwith a break",t\rc,s'),
+    ("cr.tsv.gz", gzip.compress(b"text\tsource\ra\ts\rb\tt\rc\ts\r")),
+])
+def test_cr_only_line_endings_are_accepted(client_a, filename, content):
+    response = upload(client_a, "corpora", filename, content)
+    assert response.status_code == 201, response.content
+    assert response.json()["documents"] == 3 and response.json()["sources"] == {"s": 2, "t": 1}
+
+
+def test_errors_in_a_cr_only_file_name_the_right_line(client_a):
+    response = upload(client_a, "corpora", "cr.jsonl", b'{"text": "a"}\r{"text": "b"}\r{"text": 3}\r')
+    assert error_of(response)["detail"] == {"file": "cr.jsonl", "line": 3, "field": "text"}
