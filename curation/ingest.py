@@ -22,6 +22,12 @@ Limits (keyword arguments of :func:`ingest_file`; the service sets them from its
 Line endings: ``\n`` and ``\r\n``; a file whose first line ends in a lone ``\r``
 (classic Mac OS, some spreadsheet exports) is read as CR-only and split on ``\r``.
 
+Values a shard or a database cannot hold are refused, naming the field: a NUL
+character in an id or a source (PostgreSQL text cannot hold it, and the source
+becomes a database key and a pool name; text and other fields keep it, byte for
+byte), and lone UTF-16 surrogates (``"\ud800"`` in JSON) anywhere, which no UTF-8
+store can encode.
+
 Shard schema: ``id`` (string), ``text`` (string), ``source`` (string, nullable),
 ``meta`` (JSON string of the remaining fields, nullable).
 """
@@ -67,10 +73,16 @@ class IngestError(ValueError):
     """A problem with an uploaded file; ``code`` is stable, ``detail`` names file/line/field."""
 
     def __init__(self, code: str, message: str, *, file: str, line: int | None = None, field: str | None = None):
+        # A field name from the upload may hold a lone surrogate: keep the error itself encodable.
+        file, field, message = (_printable(value) for value in (file, field, message))
         where = file + (f", line {line}" if line is not None else "") + (f", field '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
         self.code = code
         self.detail = {"file": file, "line": line, "field": field}
+
+
+def _printable(value: str | None) -> str | None:
+    return None if value is None else value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -332,6 +344,45 @@ def parse_json_line(text: str, *, filename: str, line: int, max_depth: int = MAX
         raise IngestError("invalid_json", f"invalid JSON: {exc}", file=filename, line=line) from None
 
 
+def _utf8_bytes(value: str, *, name: str, filename: str, line: int) -> int:
+    """The UTF-8 length of ``value``; ``invalid_encoding`` for a lone surrogate, which no UTF-8 store holds."""
+    if value.isascii():
+        return len(value)
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise IngestError("invalid_encoding", f"field '{name}' holds a lone surrogate {value[exc.start]!r} at "
+                          f"position {exc.start}, which UTF-8 cannot encode (a \\uD800-\\uDFFF escape in JSON "
+                          "must be half of a pair)", file=filename, line=line, field=name) from None
+
+
+def _key(value: str | None, *, name: str, filename: str, line: int) -> str | None:
+    """An id or a source, if the databases can hold it: no NUL (PostgreSQL text cannot), valid UTF-8."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise IngestError("invalid_field_value", f"field '{name}' contains a NUL character (\\u0000) at position "
+                          f"{value.index(chr(0))}; ids and sources cannot hold one, remove it", file=filename,
+                          line=line, field=name)
+    _utf8_bytes(value, name=name, filename=filename, line=line)
+    return value
+
+
+def _meta(rest: dict, *, filename: str, line: int) -> str | None:
+    """The remaining fields as a JSON string (``None`` when there are none), UTF-8 encodable."""
+    if not rest:
+        return None
+    meta = json.dumps(rest, ensure_ascii=False, default=str)
+    if not meta.isascii():
+        try:
+            meta.encode("utf-8")
+        except UnicodeEncodeError:
+            for key, value in rest.items():
+                text = json.dumps({key: value}, ensure_ascii=False, default=str)
+                _utf8_bytes(text, name=key, filename=filename, line=line)
+    return meta
+
+
 def _to_str(value: object, *, filename: str, line: int, name: str, required: bool) -> str | None:
     if isinstance(value, str):
         return value
@@ -354,15 +405,17 @@ def _record_from_mapping(row: dict, line: int, mapping: FieldMapping, filename: 
     if not isinstance(text, str):
         raise IngestError("invalid_field_type", f"field '{mapping.text_field}' must be a string, got "
                           f"{type(text).__name__}", file=filename, line=line, field=mapping.text_field)
+    text_bytes = _utf8_bytes(text, name=mapping.text_field, filename=filename, line=line)
     id_ = _to_str(row.get(mapping.id_name), filename=filename, line=line, name=mapping.id_name, required=ids_required)
     if id_ == "":
         raise IngestError("invalid_field_value", f"field '{mapping.id_name}' is empty", file=filename, line=line,
                           field=mapping.id_name)
-    source = _to_str(row.get(mapping.source_name), filename=filename, line=line, name=mapping.source_name,
-                     required=mapping.source_field is not None)
+    id_ = _key(id_, name=mapping.id_name, filename=filename, line=line)
+    source = _key(_to_str(row.get(mapping.source_name), filename=filename, line=line, name=mapping.source_name,
+                          required=mapping.source_field is not None),
+                  name=mapping.source_name, filename=filename, line=line)
     rest = {k: v for k, v in row.items() if k not in (mapping.text_field, mapping.id_name, mapping.source_name)}
-    meta = json.dumps(rest, ensure_ascii=False, default=str) if rest else None
-    return _Record(line, id_, text, source, meta, len(text.encode("utf-8")))
+    return _Record(line, id_, text, source, _meta(rest, filename=filename, line=line), text_bytes)
 
 
 def _jsonl_records(lines: Iterator[tuple[int, str, int]], filename: str, mapping: FieldMapping,

@@ -37,6 +37,22 @@ def _check_quota(tenant: Tenant, *, new_bytes: int, new_documents: int) -> None:
             )
 
 
+def default_name(filename: str, *, max_length: int = Dataset._meta.get_field("name").max_length) -> str:
+    """A dataset's name when the caller gives none: its file name, shortened to fit ``name``.
+
+    Shortened, not refused: the caller did not choose this name, and the file name itself
+    (up to 255 characters, as Django keeps it) is stored whole in ``filename``. A name the
+    caller gives is refused past 200 characters by the upload form instead. Either way the
+    check is ours, so SQLite (which ignores ``max_length``) and PostgreSQL agree. The
+    extension is kept and the cut marked: ``"nnnn….jsonl"``.
+    """
+    if len(filename) <= max_length:
+        return filename
+    suffix = "".join(Path(filename).suffixes[-2:])
+    suffix = suffix if len(suffix) <= 20 else ""
+    return filename[: max_length - len(suffix) - 1] + "…" + suffix
+
+
 def _limits() -> dict:
     """The upload limits of :mod:`curation.ingest`, from the settings."""
     return {"max_bytes": settings.UPLOAD_MAX_BYTES, "max_ratio": settings.UPLOAD_MAX_COMPRESSION_RATIO,
@@ -91,7 +107,7 @@ def dataset_create(
         dataset = Dataset(
             tenant=tenant,
             kind=kind,
-            name=name or filename,
+            name=name or default_name(filename),
             filename=filename,
             format=result.format,
             compressed=result.compressed,
@@ -137,7 +153,7 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
     known_ids: set[str] = set()
     for shard in range(dataset.shard_count):
         known_ids.update(read_shard(store.local_path(Keys.shard(dataset.pk, shard)), ["id"]).column("id").to_pylist())
-    prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or filename,
+    prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or default_name(filename),
                                    filename=filename)
     final = Keys.predictions(dataset.pk, prediction_set.pk)
     with store.staging() as staging:

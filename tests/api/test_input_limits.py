@@ -21,7 +21,6 @@ from curation.laws import Pool
 from curation.mixture import MixtureLaw
 from tests.api.helpers import error_of, files_under, jsonl, small_corpus, upload
 
-
 NO_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -284,6 +283,59 @@ def test_a_form_field_over_the_limit_is_a_413_in_the_error_shape(client_a, setti
     response = upload(client_a, "corpora", "c.jsonl", small_corpus(3), name="n" * 2000)
     assert response.status_code == 413, response.content[:300]
     assert error_of(response)["code"] == "request_too_large"
+    assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+
+
+# -- 5. what one database holds, the other holds too -----------------------------------------
+
+def test_a_long_file_name_without_name_is_stored_with_a_shortened_name(client_a):
+    filename = "n" * 240 + ".jsonl"
+    response = upload(client_a, "corpora", filename, small_corpus(3))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["filename"] == filename and len(body["name"]) == 200
+    assert body["name"].endswith("….jsonl") and body["name"].startswith("nnnn")
+    explicit = upload(client_a, "corpora", "c.jsonl", small_corpus(3), name="x" * 201)
+    assert explicit.status_code == 400 and "name" in _fields(error_of(explicit))
+
+
+def test_a_long_prediction_file_name_is_stored_with_a_shortened_name(client_a, corpus):
+    content = jsonl([{"id": "d0", "label": 0, "probs": [0.5, 0.5]}])
+    response = upload(client_a, f"corpora/{corpus['id']}/predictions", "p" * 250 + ".jsonl", content)
+    assert response.status_code == 201, response.content
+    assert len(response.json()["name"]) == 200
+
+
+@pytest.mark.parametrize("filename,content,line,field", [
+    ("nul.jsonl", b'{"text": "a", "source": "s"}\n{"text": "b", "source": "x\\u0000y"}\n', 2, "source"),
+    ("nul.jsonl", b'{"text": "a", "id": "a\\u0000"}\n', 1, "id"),
+    ("nul.csv", b"text,source\na,s\nb,x\x00y\n", 3, "source"),
+])
+def test_a_nul_in_a_source_or_id_is_refused_naming_file_line_and_field(client_a, artifact_root, filename, content,
+                                                                        line, field):
+    response = upload(client_a, "corpora", filename, content)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "invalid_field_value"
+    assert error["detail"] == {"file": filename, "line": line, "field": field}
+    assert "NUL" in error["message"] and f"line {line}" in error["message"]
+    assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
+
+
+def test_a_nul_in_the_text_is_kept(client_a):
+    response = upload(client_a, "corpora", "t.jsonl", b'{"text": "a\\u0000b", "source": "s"}\n')
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("content,field", [
+    (b'{"text": "a\\ud800"}\n', "text"), (b'{"text": "a", "source": "\\udc00"}\n', "source"),
+    (b'{"text": "a", "id": "\\udfff"}\n', "id"), (b'{"text": "a", "lang": {"x": "\\ud800"}}\n', "lang"),
+])
+def test_a_lone_surrogate_is_refused_naming_the_field(client_a, artifact_root, content, field):
+    response = upload(client_a, "corpora", "s.jsonl", content)
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["code"] == "invalid_encoding" and error["detail"] == {"file": "s.jsonl", "line": 1, "field": field}
     assert files_under(artifact_root) == [] and Dataset.unscoped_objects.count() == 0
 
 

@@ -204,6 +204,20 @@ def test_a_lone_cr_inside_an_lf_file_is_not_a_line_break(tmp_path):
     assert read_shard(out / "shard-00000.parquet").column("text").to_pylist() == ["a\rb", "c"]
 
 
+@pytest.mark.parametrize("record,code,field", [
+    ({"text": "a", "source": "x\x00y"}, "invalid_field_value", "source"),
+    ({"text": "a", "id": "\x00"}, "invalid_field_value", "id"),
+    ({"text": "a\ud800"}, "invalid_encoding", "text"),
+    ({"text": "a", "source": "\udfff"}, "invalid_encoding", "source"),
+    ({"text": "a", "extra": ["ok", "\udc80"]}, "invalid_encoding", "extra"),
+])
+def test_values_no_database_or_shard_can_hold_are_refused(tmp_path, record, code, field):
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"text": "fine"}\n' + json.dumps(record) + "\n")
+    error = _ingest_error(path)
+    assert (error.code, error.detail) == (code, {"file": "v.jsonl", "line": 2, "field": field})
+
+
 def test_an_integer_too_long_to_read_is_invalid_json(tmp_path):
     path = tmp_path / "n.jsonl"
     path.write_text('{"text": "a", "n": ' + "7" * 5000 + "}\n")
