@@ -199,11 +199,18 @@ TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
 # --- artifact store and ingest limits -------------------------------------------------
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
-UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)  # per file, compressed and inflated
+# A gzip upload inflates to at most this many times its size (at least 1 MiB): text compresses
+# 3-10x, a gzip bomb ~1000x. Past it, the upload is refused (file_too_large) before more is read.
+UPLOAD_MAX_COMPRESSION_RATIO = env_int("UPLOAD_MAX_COMPRESSION_RATIO", 100)
+# One line of an upload (a CSV record over several lines likewise), its line ending included.
+UPLOAD_MAX_LINE_BYTES = env_int("UPLOAD_MAX_LINE_BYTES", 8 * 1024**2)
+# Nesting of a JSON request body and of one uploaded JSON line (json recurses once per level).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
 SHARD_MAX_DOCUMENTS = env_int("SHARD_MAX_DOCUMENTS", 10_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2  # larger uploads stream to a temp file
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2  # a request body (files excepted); past it a 413
 
 # Defaults for new tenants; staff change them per tenant.
 TENANT_DEFAULT_MAX_STORED_BYTES = env_int("TENANT_DEFAULT_MAX_STORED_BYTES", 50 * 1024**3)
@@ -215,6 +222,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.tenancy.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.tenancy.authentication.IsTenantMember"],
     "DEFAULT_THROTTLE_CLASSES": ["api.tenancy.authentication.ApiKeyRateThrottle"],
+    # DRF's defaults, with a JSON parser that bounds the nesting depth (JSON_MAX_DEPTH).
+    "DEFAULT_PARSER_CLASSES": ["api.core.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "1200/min")},
     "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.core.pagination.CursorPagination",

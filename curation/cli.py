@@ -24,13 +24,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from curation import summary
 from curation.embedders import DEFAULT_EMBEDDER
 from curation.executor import LocalExecutor
 from curation.ingest import FieldMapping, IngestError, ingest_file
-from curation import summary
+from curation.laws import budget_in_samples, check_budget_bounds
 from curation.plans import CurateParams, curate_plan
 from curation.pruning import NEEDS_EMBEDDINGS
-from curation.steps import DatasetRef
+from curation.steps import MAX_SEED, DatasetRef
 from curation.storage import Keys, LocalStorage, Storage, key
 
 STATE = "run.json"
@@ -115,11 +116,17 @@ def _ingest(storage: Storage, path: Path, dataset_id: str, kind: str, mapping: F
 
 def curate_files(args) -> str:
     """Run the pipeline of the module docstring; returns the printed summary."""
+    # Bounds first, so that a budget or seed the last stages cannot take fails before the first.
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in [0, {MAX_SEED}]; got {args.seed}")
+    check_budget_bounds(args.budget, args.budget_unit)
     started = time.perf_counter()
     storage, run = _work(args)
     ingest_started = time.perf_counter()
     mapping = FieldMapping(text_field=args.text_field, id_field=args.id_field, source_field=args.source_field)
     corpus = _ingest(storage, args.corpus, "corpus", "corpus", mapping, args.shard_size)
+    budget_in_samples(args.budget, args.budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+                      parameters=args.model_parameters)
     benchmarks = tuple(_ingest(storage, path, f"benchmark-{i}", "benchmark", FieldMapping(text_field=args.text_field),
                                args.shard_size) for i, path in enumerate(args.benchmark))
     params = CurateParams(corpus=corpus, benchmarks=benchmarks, budget=args.budget, embedder=args.embedder,

@@ -45,6 +45,9 @@ def validate_mixture(mixture: Mapping[str, object], pools: set[str], *, toleranc
                          f"e.g. {sorted(pools)[:4]}")
     weights: dict[str, float] = {}
     for pool, weight in mixture.items():
+        if isinstance(weight, int) and not isinstance(weight, bool) and not -1 <= weight <= 1:
+            shown = f"a {len(str(abs(weight)))}-digit integer" if abs(weight) >= 10**20 else repr(weight)
+            raise ValueError(f"weight of {pool!r} must be a finite number in [0, 1]; got {shown}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
             raise ValueError(f"weight of {pool!r} must be a finite number >= 0; got {weight!r}")
         weights[pool] = float(weight)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import math
 import zlib
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.ingest import IngestError
+from curation.ingest import MAX_LINE_BYTES, MAX_RATIO, IngestError, parse_json_line, read_lines
+from curation.jsonlimits import MAX_DEPTH
 
 _TOLERANCE = 1e-3
 
@@ -52,6 +52,11 @@ def _probability_rows(value, *, filename: str, line: int) -> list[list[float]]:
         ):
             raise IngestError("invalid_field_type", "field 'probs' must hold numbers", file=filename, line=line,
                               field="probs")
+        try:
+            row = [float(p) for p in row]
+        except OverflowError:  # an integer of hundreds of digits
+            raise IngestError("invalid_probabilities", "a probability is an integer too large to be a number "
+                              "in [0, 1]", file=filename, line=line, field="probs") from None
         if not all(math.isfinite(p) and p >= 0 for p in row):
             raise IngestError("invalid_probabilities", "probabilities must be finite and non-negative",
                               file=filename, line=line, field="probs")
@@ -69,10 +74,14 @@ def ingest_predictions(
     is_known_id: Callable[[str], bool],
     out_path: Path,
     max_bytes: int,
+    max_ratio: float = MAX_RATIO,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_json_depth: int = MAX_DEPTH,
 ) -> PredictionSummary:
     """Validate an uploaded predictions file and write it as Parquet to ``out_path``.
 
-    ``is_known_id(id)`` says whether the corpus holds that document. Raises
+    ``is_known_id(id)`` says whether the corpus holds that document. The limits are
+    those of corpus uploads (:mod:`curation.ingest`). Raises
     :class:`curation.ingest.IngestError` naming file, line and field.
     """
     size = path.stat().st_size
@@ -80,63 +89,51 @@ def ingest_predictions(
         raise IngestError("empty_file", "the file is empty", file=filename)
     if size > max_bytes:
         raise IngestError("file_too_large", f"{size} bytes is over the limit of {max_bytes} bytes", file=filename)
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == b"\x1f\x8b"
     ids: list[str] = []
     labels: list[int] = []
     probs: list[np.ndarray] = []
     seen: dict[str, int] = {}
     shape: tuple[int, int] | None = None
     line = 0
-    opener = gzip.open if compressed else open
     try:
-        with opener(path, "rb") as stream:
-            for line, data in enumerate(stream, start=1):
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise IngestError("invalid_encoding", "bytes are not valid UTF-8", file=filename,
-                                      line=line) from None
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise IngestError("invalid_json", f"invalid JSON at column {exc.colno}: {exc.msg}",
-                                      file=filename, line=line) from None
-                if not isinstance(row, dict):
-                    raise IngestError("invalid_json", "expected a JSON object", file=filename, line=line)
-                for name in ("id", "label", "probs"):
-                    if name not in row:
-                        raise IngestError("missing_field", f"field '{name}' is missing", file=filename, line=line,
-                                          field=name)
-                id_ = row["id"]
-                if isinstance(id_, int) and not isinstance(id_, bool):
-                    id_ = str(id_)
-                if not isinstance(id_, str):
-                    raise IngestError("invalid_field_type", "field 'id' must be a string", file=filename,
-                                      line=line, field="id")
-                if not is_known_id(id_):
-                    raise IngestError("unknown_id", f"id {id_!r} is not a document of this corpus", file=filename,
-                                      line=line, field="id")
-                if id_ in seen:
-                    raise IngestError("duplicate_id", f"id {id_!r} repeats line {seen[id_]}", file=filename,
-                                      line=line, field="id")
-                seen[id_] = line
-                rows = _probability_rows(row["probs"], filename=filename, line=line)
-                current = (len(rows), len(rows[0]))
-                if any(len(r) != current[1] for r in rows) or (shape is not None and current != shape):
-                    raise IngestError("invalid_probabilities", f"probs has shape {current}, earlier lines have "
-                                      f"{shape or current}; every line needs the same runs x classes",
-                                      file=filename, line=line, field="probs")
-                shape = current
-                label = row["label"]
-                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < shape[1]:
-                    raise IngestError("label_out_of_range", f"label must be an integer class in [0, {shape[1]}); "
-                                      f"got {label!r}", file=filename, line=line, field="label")
-                ids.append(id_)
-                labels.append(label)
-                probs.append(np.asarray(rows, dtype=np.float32).ravel())
+        for line, text in read_lines(path, filename=filename, max_bytes=max_bytes, max_ratio=max_ratio,
+                                     max_line_bytes=max_line_bytes):
+            if not text.strip():
+                continue
+            row = parse_json_line(text, filename=filename, line=line, max_depth=max_json_depth)
+            if not isinstance(row, dict):
+                raise IngestError("invalid_json", "expected a JSON object", file=filename, line=line)
+            for name in ("id", "label", "probs"):
+                if name not in row:
+                    raise IngestError("missing_field", f"field '{name}' is missing", file=filename, line=line,
+                                      field=name)
+            id_ = row["id"]
+            if isinstance(id_, int) and not isinstance(id_, bool):
+                id_ = str(id_)
+            if not isinstance(id_, str):
+                raise IngestError("invalid_field_type", "field 'id' must be a string", file=filename,
+                                  line=line, field="id")
+            if not is_known_id(id_):
+                raise IngestError("unknown_id", f"id {id_!r} is not a document of this corpus", file=filename,
+                                  line=line, field="id")
+            if id_ in seen:
+                raise IngestError("duplicate_id", f"id {id_!r} repeats line {seen[id_]}", file=filename,
+                                  line=line, field="id")
+            seen[id_] = line
+            rows = _probability_rows(row["probs"], filename=filename, line=line)
+            current = (len(rows), len(rows[0]))
+            if any(len(r) != current[1] for r in rows) or (shape is not None and current != shape):
+                raise IngestError("invalid_probabilities", f"probs has shape {current}, earlier lines have "
+                                  f"{shape or current}; every line needs the same runs x classes",
+                                  file=filename, line=line, field="probs")
+            shape = current
+            label = row["label"]
+            if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < shape[1]:
+                raise IngestError("label_out_of_range", f"label must be an integer class in [0, {shape[1]}); "
+                                  f"got {label!r}", file=filename, line=line, field="label")
+            ids.append(id_)
+            labels.append(label)
+            probs.append(np.asarray(rows, dtype=np.float32).ravel())
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise IngestError("corrupt_gzip", f"the gzip stream is corrupt or truncated ({exc})", file=filename,
                           line=line + 1) from None

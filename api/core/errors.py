@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import DisallowedHost, PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (DisallowedHost, PermissionDenied, RequestDataTooBig, TooManyFieldsSent,
+                                    TooManyFilesSent)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views import defaults
@@ -123,6 +125,13 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):  # e.g. a malformed id in a query filter
         exc = exceptions.ValidationError(exc.messages)
+    elif isinstance(exc, RequestDataTooBig):  # Django refuses to read the body (request.data)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = ApplicationError("request_too_large", f"the request body is over the limit of {limit} bytes (files "
+                               "in a multipart upload do not count); send less, or upload data as a file",
+                               detail={"max_bytes": limit}, status_code=413)
+    elif isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        exc = ApplicationError("too_many_fields", str(exc), status_code=400)
     if isinstance(exc, exceptions.ValidationError):
         exc = validation_error(exc.detail)
     if isinstance(exc, ApplicationError):

@@ -37,6 +37,28 @@ def _check_quota(tenant: Tenant, *, new_bytes: int, new_documents: int) -> None:
             )
 
 
+def default_name(filename: str, *, max_length: int = Dataset._meta.get_field("name").max_length) -> str:
+    """A dataset's name when the caller gives none: its file name, shortened to fit ``name``.
+
+    Shortened, not refused: the caller did not choose this name, and the file name itself
+    (up to 255 characters, as Django keeps it) is stored whole in ``filename``. A name the
+    caller gives is refused past 200 characters by the upload form instead. Either way the
+    check is ours, so SQLite (which ignores ``max_length``) and PostgreSQL agree. The
+    extension is kept and the cut marked: ``"nnnn….jsonl"``.
+    """
+    if len(filename) <= max_length:
+        return filename
+    suffix = "".join(Path(filename).suffixes[-2:])
+    suffix = suffix if len(suffix) <= 20 else ""
+    return filename[: max_length - len(suffix) - 1] + "…" + suffix
+
+
+def _limits() -> dict:
+    """The upload limits of :mod:`curation.ingest`, from the settings."""
+    return {"max_bytes": settings.UPLOAD_MAX_BYTES, "max_ratio": settings.UPLOAD_MAX_COMPRESSION_RATIO,
+            "max_line_bytes": settings.UPLOAD_MAX_LINE_BYTES, "max_json_depth": settings.JSON_MAX_DEPTH}
+
+
 def _upload_on_disk(upload: UploadedFile, staging: Path) -> Path:
     """The upload's path on disk: Django's temp file, or a copy of a small in-memory upload."""
     if hasattr(upload, "temporary_file_path"):
@@ -77,7 +99,7 @@ def dataset_create(
                 mapping=mapping,
                 declared_format=declared_format,
                 shard_size=shard_size or settings.SHARD_MAX_DOCUMENTS,
-                max_bytes=settings.UPLOAD_MAX_BYTES,
+                **_limits(),
             )
         except IngestError as exc:
             raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
@@ -85,7 +107,7 @@ def dataset_create(
         dataset = Dataset(
             tenant=tenant,
             kind=kind,
-            name=name or filename,
+            name=name or default_name(filename),
             filename=filename,
             format=result.format,
             compressed=result.compressed,
@@ -130,14 +152,14 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
     known_ids: set[str] = set()
     for shard in range(dataset.shard_count):
         known_ids.update(read_shard(store.local_path(Keys.shard(dataset.pk, shard)), ["id"]).column("id").to_pylist())
-    prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or filename,
+    prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or default_name(filename),
                                    filename=filename)
     final = Keys.predictions(dataset.pk, prediction_set.pk)
     with store.staging() as staging:
         try:
             summary = ingest_predictions(_upload_on_disk(upload, staging), filename=filename,
                                          is_known_id=known_ids.__contains__, out_path=staging / "predictions.parquet",
-                                         max_bytes=settings.UPLOAD_MAX_BYTES)
+                                         **_limits())
         except IngestError as exc:
             raise ApplicationError(exc.code, str(exc), detail=exc.detail) from None
         prediction_set.documents, prediction_set.classes, prediction_set.runs = (

@@ -1,27 +1,27 @@
-import math
-
 from rest_framework import serializers
 
+from api.core.fields import MAX_MODEL_PARAMETERS, BudgetField, StrictFloatField, check_budget
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
+from curation.laws import MAX_BUDGET
+
+#: A metric's magnitude: losses, perplexities and accuracies are far inside it, and a fit of
+#: larger values would overflow its squared errors.
+MAX_METRIC = 1e12
 
 
 class PilotRunInputSerializer(serializers.Serializer):
     corpus = serializers.UUIDField()
     mixture = serializers.DictField(child=serializers.JSONField(), help_text="{pool: weight}; pools are sources "
                                     "or source/q0..q9 (quality deciles, q0 best); weights sum to 1")
-    size = serializers.FloatField(help_text="samples (or tokens) seen in training; > 0")
+    size = StrictFloatField(min_value=0.0, max_value=MAX_BUDGET["tokens"],
+                            help_text="samples (or tokens) seen in training; > 0, at most 1e15")
     metric = serializers.CharField(max_length=100)
-    value = serializers.FloatField()
+    value = StrictFloatField(min_value=-MAX_METRIC, max_value=MAX_METRIC, help_text="|value| <= 1e12")
     higher_is_better = serializers.BooleanField(default=True)
 
     def validate_size(self, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
+        if value <= 0:
             raise serializers.ValidationError(f"size must be a finite number > 0; got {value}")
-        return value
-
-    def validate_value(self, value: float) -> float:
-        if not math.isfinite(value):
-            raise serializers.ValidationError(f"value must be finite; got {value}")
         return value
 
 
@@ -52,15 +52,15 @@ class ManifestQuerySerializer(serializers.Serializer):
 class PredictionInputSerializer(serializers.Serializer):
     performance_model = serializers.UUIDField()
     mixture = serializers.DictField(child=serializers.JSONField(), help_text="{pool: weight}, weights sum to 1")
-    budget = serializers.FloatField(help_text="in budget_unit; > 0")
+    budget = BudgetField(help_text="in budget_unit; > 0, at most 1e15 samples or tokens, 1e30 flops")
     budget_unit = serializers.ChoiceField(choices=["samples", "tokens", "flops"], default="samples")
-    model_parameters = serializers.FloatField(required=False, help_text="model size, for a budget in flops")
-    level = serializers.FloatField(default=0.95, min_value=0.5, max_value=0.999)
+    model_parameters = StrictFloatField(required=False, min_value=1.0, max_value=MAX_MODEL_PARAMETERS,
+                                        help_text="model size, for a budget in flops")
+    level = StrictFloatField(default=0.95, min_value=0.5, max_value=0.999)
 
-    def validate_budget(self, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise serializers.ValidationError(f"budget must be a finite number > 0; got {value}")
-        return value
+    def validate(self, data):
+        check_budget(data)
+        return data
 
 
 class PredictionSerializer(serializers.Serializer):

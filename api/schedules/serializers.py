@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.core.fields import StrictIntegerField
 from api.jobs.serializers import JobCreateSerializer
 from api.schedules.models import Schedule, ScheduleFiring
 from api.schedules.selectors import schedule_next_run
@@ -12,10 +13,16 @@ class ScheduleInputSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     cron = serializers.CharField(required=False, allow_blank=True, max_length=100,
                                  help_text="minute hour day-of-month month day-of-week, in UTC; e.g. '0 3 * * *'")
-    interval_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1,
-                                                help_text="fire every N seconds (instead of cron)")
+    interval_seconds = StrictIntegerField(required=False, allow_null=True, min_value=1,
+                                          help_text="fire every N seconds (instead of cron)")
     job_template = JobCreateSerializer(help_text="{kind, params}: validated exactly like POST /api/v1/jobs/")
     enabled = serializers.BooleanField(required=False, default=True, help_text="false pauses the schedule")
+
+    def validate_job_template(self, value: dict) -> dict:
+        # A PATCH is partial, and DRF makes the nested template partial too; a template is always whole.
+        if "kind" not in value:
+            raise serializers.ValidationError({"kind": [serializers.Field.default_error_messages["required"]]})
+        return value
 
 
 class JobRefSerializer(serializers.Serializer):

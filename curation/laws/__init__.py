@@ -25,17 +25,19 @@ from typing import Mapping, Sequence
 
 from curation.laws.base import (
     LAWS,
+    MAX_BUDGET,
     Allocation,
     Observation,
     PerformanceLaw,
     Pool,
     Prediction,
     budget_in_samples,
+    check_budget_bounds,
     register,
 )
 
-__all__ = ["LAWS", "Allocation", "Observation", "PerformanceLaw", "Pool", "Prediction", "budget_in_samples",
-           "fit_law", "law_class", "register", "restore_law"]
+__all__ = ["LAWS", "MAX_BUDGET", "Allocation", "Observation", "PerformanceLaw", "Pool", "Prediction",
+           "budget_in_samples", "check_budget_bounds", "fit_law", "law_class", "register", "restore_law"]
 
 
 def law_class(kind: str) -> type[PerformanceLaw]:

@@ -219,6 +219,23 @@ def check_budget(budget: float) -> None:
         raise ValueError(f"budget must be a finite number > 0; got {budget}")
 
 
+#: The largest training budget a request may name, per unit. Samples and tokens: 1e15, about
+#: 70 times the largest published training runs (~1.5e13 tokens), and far inside int64, in which
+#: a manifest counts repeats; flops: 1e30, about 10^4 times GPT-4's estimated 2e25. Converted to
+#: samples (:func:`budget_in_samples`), a budget is held to ``MAX_BUDGET["samples"]`` as well.
+MAX_BUDGET = {"samples": 1e15, "tokens": 1e15, "flops": 1e30}
+
+
+def check_budget_bounds(budget: float, unit: str) -> None:
+    """Raise ``ValueError`` unless ``budget`` is a number in ``(0, MAX_BUDGET[unit]]`` (never a boolean)."""
+    if unit not in MAX_BUDGET:
+        raise ValueError(f"budget_unit must be one of {', '.join(MAX_BUDGET)}; got {unit!r}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise ValueError(f"budget must be a number; got {budget!r}")
+    if not (0 < budget <= MAX_BUDGET[unit]):  # NaN fails too
+        raise ValueError(f"budget must be > 0 and at most {MAX_BUDGET[unit]:g} {unit}; got {budget:g}")
+
+
 def observation_arrays(law: PerformanceLaw, observations: Sequence[Observation], *, minimum: int
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(weights (n, P), sizes (n,), values (n,))`` of validated observations, at least ``minimum`` of them."""
@@ -273,19 +290,26 @@ def range_parameters(law: PerformanceLaw) -> dict:
 
 def budget_in_samples(budget: float, unit: str, *, tokens_per_sample: float, parameters: float | None = None) -> float:
     """Convert a budget to samples: ``samples``; ``tokens`` / tokens per sample; ``flops`` via
-    tokens = FLOPs / (6 * parameters) (Kaplan et al. 2020)."""
-    check_budget(budget)
+    tokens = FLOPs / (6 * parameters) (Kaplan et al. 2020).
+
+    The budget must be within :data:`MAX_BUDGET` of its unit, and at most
+    ``MAX_BUDGET["samples"]`` once converted; ``ValueError`` says which bound it passes.
+    """
+    check_budget_bounds(budget, unit)
     if unit == "samples":
-        return budget
+        return float(budget)
     if tokens_per_sample <= 0:
         raise ValueError("the corpus has no tokens; give the budget in samples")
     if unit == "tokens":
-        return budget / tokens_per_sample
-    if unit == "flops":
+        samples = budget / tokens_per_sample
+    else:
         if not parameters or parameters <= 0:
             raise ValueError("a budget in flops needs model_parameters > 0 (tokens = flops / (6 * parameters))")
-        return budget / (6.0 * parameters) / tokens_per_sample
-    raise ValueError(f"budget_unit must be one of samples, tokens, flops; got {unit!r}")
+        samples = budget / (6.0 * parameters) / tokens_per_sample
+    if samples > MAX_BUDGET["samples"]:
+        raise ValueError(f"budget of {budget:g} {unit} is {samples:.3g} samples of this corpus "
+                         f"({tokens_per_sample:.3g} tokens per sample); at most {MAX_BUDGET['samples']:g} samples")
+    return samples
 
 
 def _float(value) -> float:

@@ -19,6 +19,8 @@ from typing import Callable
 from curation.embedders import Embedder, get_embedder
 from curation.storage import Storage
 
+#: The largest seed a step takes: seeds reach numpy and faiss, whose seeds are 32-bit.
+MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True)
 class DatasetRef:

@@ -36,3 +36,15 @@ def test_bad_input_names_the_file_and_line(tmp_path, capsys):
                  "--embedder", "hashing", "--out", str(tmp_path / "out")])
     error = capsys.readouterr().err
     assert code == 2 and "broken.jsonl" in error and "line 2" in error and "text" in error, error
+
+
+def test_a_budget_or_seed_out_of_range_fails_before_any_work(tmp_path, capsys):
+    bench = write_jsonl(demo_benchmark(5), tmp_path / "bench.jsonl")
+    corpus = write_jsonl(demo_corpus(20), tmp_path / "corpus.jsonl")
+    for extra, needle in ((["--budget", "1e30"], "budget"), (["--budget", "10", "--seed", str(10**30)], "seed"),
+                          (["--budget", "1e30", "--budget-unit", "flops", "--model-parameters", "1"], "samples")):
+        code = main(["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--embedder", "hashing",
+                     "--out", str(tmp_path / "out"), *extra])
+        error = capsys.readouterr().err
+        assert code == 2 and needle in error, (extra, error)
+    assert not (tmp_path / "out" / "manifest.parquet").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from api.core.fields import StrictFloatField, StrictIntegerField
 from api.jobs.kinds.base import corpus_and_benchmarks
 from api.jobs.kinds.embed import embedder_spec
 from api.jobs.kinds.modeling import MixtureParams, RecordsModels, normalise_fit
@@ -24,11 +25,11 @@ class CurateParams(MixtureParams):
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
     performance_model = None
     prune_method = serializers.ChoiceField(choices=sorted(NEEDS_EMBEDDINGS), default="semdedup")
-    eps = serializers.FloatField(default=0.01, min_value=0.0, max_value=0.5, help_text="SemDeDup / D4 threshold")
-    prune_fraction = serializers.FloatField(default=0.8, min_value=0.01, max_value=1.0,
+    eps = StrictFloatField(default=0.01, min_value=0.0, max_value=0.5, help_text="SemDeDup / D4 threshold")
+    prune_fraction = StrictFloatField(default=0.8, min_value=0.01, max_value=1.0,
                                             help_text="documents kept by d4 / prototypes")
     quality_pools = serializers.BooleanField(default=True, help_text="pools are source x BETR decile")
-    sample_size = serializers.IntegerField(default=200_000, min_value=20, max_value=5_000_000,
+    sample_size = StrictIntegerField(default=200_000, min_value=20, max_value=5_000_000,
                                            help_text="documents BETR ranks against the benchmarks")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
+from api.core.fields import StrictIntegerField
 from api.jobs.kinds.base import JobKind, dataset_of, resolve_dataset
 from curation.embedders import DEFAULT_EMBEDDER, parse_embedder_spec
 from curation.plans import embed_plan
@@ -43,7 +44,7 @@ class EmbedParams(serializers.Serializer):
     corpus = serializers.UUIDField(required=False)
     benchmark = serializers.UUIDField(required=False)
     embedder = EmbedderField()
-    batch_size = serializers.IntegerField(required=False, min_value=1, max_value=4096)
+    batch_size = StrictIntegerField(required=False, min_value=1, max_value=4096)
 
 
 class EmbedKind(JobKind):

@@ -11,17 +11,20 @@ Mixture. The steps are :mod:`curation.steps.model`.
 """
 from __future__ import annotations
 
-import math
 import uuid
 
 from rest_framework import serializers
 
 from api.core.errors import ApplicationError, validation_error
+from api.core.fields import (MAX_MODEL_PARAMETERS, BudgetField, SeedField, StrictFloatField, StrictIntegerField,
+                              check_budget)
+from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, resolve_dataset
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation import plans
+from curation.laws import budget_in_samples
 from curation.steps import PoolSpec, ScoreRef
 from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
 
@@ -36,25 +39,23 @@ class FitParams(serializers.Serializer):
                                        "its dropped documents are left out, its scores make quality pools")
     quality_pools = serializers.BooleanField(default=False, help_text="pools are source x quality decile "
                                              "(needs scores_job) instead of sources")
-    ot_sample_size = serializers.IntegerField(default=300, min_value=20, max_value=5000)
-    seed = serializers.IntegerField(default=0, min_value=0)
+    ot_sample_size = StrictIntegerField(default=300, min_value=20, max_value=5000)
+    seed = SeedField()
 
 
 class MixtureParams(FitParams):
     corpus = serializers.UUIDField(required=False)
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20, required=False)
     performance_model = serializers.UUIDField(required=False, help_text="a fitted model; else one is fitted")
-    budget = serializers.FloatField(help_text="training budget in budget_unit")
+    budget = BudgetField(help_text="training budget in budget_unit: > 0, at most 1e15 samples or tokens, 1e30 "
+                         "flops, and at most 1e15 samples of the corpus")
     budget_unit = serializers.ChoiceField(choices=["samples", "tokens", "flops"], default="samples")
-    model_parameters = serializers.FloatField(required=False, min_value=1.0, help_text="for a budget in flops")
-    frontier_points = serializers.IntegerField(default=25, min_value=3, max_value=200)
-
-    def validate_budget(self, value):
-        if not math.isfinite(value) or value <= 0:
-            raise serializers.ValidationError(f"budget must be a finite number > 0; got {value}")
-        return value
+    model_parameters = StrictFloatField(required=False, min_value=1.0, max_value=MAX_MODEL_PARAMETERS,
+                                        help_text="for a budget in flops")
+    frontier_points = StrictIntegerField(default=25, min_value=3, max_value=200)
 
     def validate(self, data):
+        check_budget(data)
         if data.get("budget_unit") == "flops" and not data.get("model_parameters"):
             raise serializers.ValidationError({"model_parameters": "a budget in flops needs the model size "
                                                                    "(tokens = flops / (6 * parameters))"})
@@ -64,8 +65,21 @@ class MixtureParams(FitParams):
         return data
 
 
+def check_budget_in_samples(corpus: Dataset, data: dict) -> None:
+    """Refuse a budget that is more than ``MAX_BUDGET["samples"]`` samples of ``corpus`` (a budget in
+    tokens or flops converts to samples at the corpus's tokens per sample, as the mixture stage does),
+    so that it fails at creation, not after the whole pipeline has run."""
+    try:
+        budget_in_samples(data["budget"], data["budget_unit"], tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+                          parameters=data.get("model_parameters"))
+    except ValueError as exc:
+        raise validation_error({"budget": str(exc)}) from None
+
+
 def normalise_fit(tenant, data: dict) -> dict:
     corpus = resolve_dataset(tenant, {"corpus": data["corpus"]}, kinds=("corpus",))
+    if "budget" in data:  # mixture and curate: the model they fit is this corpus's
+        check_budget_in_samples(corpus, data)
     benchmarks = [resolve_dataset(tenant, {"benchmark": b}, kinds=("benchmark",)) for b in data["benchmarks"]]
     params = {**data, "corpus": str(corpus.pk), "benchmarks": [str(b.pk) for b in benchmarks]}
     params.pop("scores_job", None)
@@ -168,6 +182,7 @@ class MixtureKind(RecordsModels):
             if model is None:
                 raise ApplicationError("not_found", f"no performance model with id {data['performance_model']}",
                                        detail={"field": "params.performance_model"}, status_code=404)
+            check_budget_in_samples(model.corpus, data)
             keep = ("performance_model", "budget", "budget_unit", "model_parameters", "frontier_points", "seed")
             return {key: (str(value) if key == "performance_model" else value)
                     for key, value in data.items() if key in keep}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from api.core.fields import SeedField, StrictFloatField, StrictIntegerField
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, resolve_dataset
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from curation import plans
@@ -18,12 +19,12 @@ class OTParams(serializers.Serializer):
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
     embedder = EmbedderField()
     metric = serializers.ChoiceField(choices=["cosine", "sqeuclidean"], default="cosine")
-    reg = serializers.FloatField(default=0.05, min_value=1e-4, max_value=10.0,
+    reg = StrictFloatField(default=0.05, min_value=1e-4, max_value=10.0,
                                  help_text="entropic regularisation, in cost units")
-    sample_size = serializers.IntegerField(default=500, min_value=10, max_value=5000,
+    sample_size = StrictIntegerField(default=500, min_value=10, max_value=5000,
                                            help_text="points drawn from each set per resample")
-    n_resamples = serializers.IntegerField(default=20, min_value=2, max_value=200)
-    seed = serializers.IntegerField(default=0, min_value=0)
+    n_resamples = StrictIntegerField(default=20, min_value=2, max_value=200)
+    seed = SeedField()
 
 
 class OTKind(JobKind):

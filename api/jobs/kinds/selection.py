@@ -11,10 +11,12 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from api.core.errors import ApplicationError, validation_error
+from api.core.fields import SeedField, StrictFloatField, StrictIntegerField
 from api.datasets.models import PredictionSet
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, dataset_of, resolve_dataset
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from curation import plans, pruning
+from curation.laws import MAX_BUDGET
 from curation.steps import select
 
 
@@ -22,32 +24,32 @@ class PruneParams(serializers.Serializer):
     corpus = serializers.UUIDField()
     method = serializers.ChoiceField(choices=sorted(pruning.METHODS), default="prototypes")
     embedder = EmbedderField()
-    fraction = serializers.FloatField(required=False, min_value=1e-4, max_value=1.0,
+    fraction = StrictFloatField(required=False, min_value=1e-4, max_value=1.0,
                                       help_text="share of documents to keep (prototypes, d4, el2n); default 0.7")
-    budget_documents = serializers.FloatField(required=False, min_value=1.0, help_text="training budget in "
+    budget_documents = StrictFloatField(required=False, min_value=1.0, max_value=MAX_BUDGET["samples"], help_text="training budget in "
                                               "documents: decides keep-hard (abundant data) or keep-easy (scarce)")
     keep = serializers.ChoiceField(choices=["auto", "hard", "easy"], default="auto")
-    k = serializers.IntegerField(required=False, min_value=2, max_value=100_000, help_text="prototypes (clusters)")
-    eps = serializers.FloatField(default=0.01, min_value=0.0, max_value=0.5, help_text="SemDeDup: cos >= 1 - eps "
+    k = StrictIntegerField(required=False, min_value=2, max_value=100_000, help_text="prototypes (clusters)")
+    eps = StrictFloatField(default=0.01, min_value=0.0, max_value=0.5, help_text="SemDeDup: cos >= 1 - eps "
                                  "is a duplicate")
-    floor = serializers.FloatField(default=0.5, min_value=0.0, max_value=1.0, help_text="per-cluster balance floor")
+    floor = StrictFloatField(default=0.5, min_value=0.0, max_value=1.0, help_text="per-cluster balance floor")
     predictions = serializers.UUIDField(required=False, help_text="an uploaded prediction set (el2n)")
-    seed = serializers.IntegerField(default=0, min_value=0)
+    seed = SeedField()
 
 
 class BetrParams(serializers.Serializer):
     corpus = serializers.UUIDField()
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
     embedder = EmbedderField()
-    sample_size = serializers.IntegerField(default=200_000, min_value=20, max_value=5_000_000,
+    sample_size = StrictIntegerField(default=200_000, min_value=20, max_value=5_000_000,
                                            help_text="documents ranked against the benchmarks (all, up to this)")
-    top_fraction = serializers.FloatField(default=0.1, min_value=0.01, max_value=0.5)
-    keep_fraction = serializers.FloatField(required=False, min_value=1e-4, max_value=1.0,
+    top_fraction = StrictFloatField(default=0.1, min_value=0.01, max_value=0.5)
+    keep_fraction = StrictFloatField(required=False, min_value=1e-4, max_value=1.0,
                                            help_text="share of tokens to keep")
-    flops = serializers.FloatField(required=False, min_value=1.0, help_text="training FLOPs: keep "
+    flops = StrictFloatField(required=False, min_value=1.0, max_value=MAX_BUDGET["flops"], help_text="training FLOPs: keep "
                                    "F_opt(C) = 4e-5 C^0.25 percent of tokens (default 0.1 of tokens without either)")
     equal_per_benchmark = serializers.BooleanField(default=False)
-    seed = serializers.IntegerField(default=0, min_value=0)
+    seed = SeedField()
 
     def validate(self, data):
         if data.get("keep_fraction") and data.get("flops"):
@@ -59,8 +61,8 @@ class IndexParams(serializers.Serializer):
     corpus = serializers.UUIDField()
     embedder = EmbedderField()
     index = serializers.ChoiceField(choices=["auto", "flat", "ivf_sq8", "hnsw"], default="auto")
-    target_recall = serializers.FloatField(default=0.95, min_value=0.5, max_value=1.0)
-    seed = serializers.IntegerField(default=0, min_value=0)
+    target_recall = StrictFloatField(default=0.95, min_value=0.5, max_value=1.0)
+    seed = SeedField()
 
 
 def corpus_id(tenant, data) -> str:
