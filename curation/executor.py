@@ -43,7 +43,7 @@ class LocalExecutor:
 
     def _inner(self, done: int, total: int) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{done}/{total} inside the unit", refresh=True)
+            self._bar.set_postfix_str(f"unit {self._bar.n + 1}: {done:,}/{total:,}", refresh=True)
 
     def run(self, plan: list[Stage]) -> dict:
         """Run every stage's missing units in order; returns the last stage's output (the result)."""

@@ -11,6 +11,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -37,12 +38,14 @@ def shard_paths(storage: Storage, dataset_id: object, shards: int) -> list[Path]
 
 
 def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embedder, *,
-                batch_size: int | None = None, chunk_size: int = 2048) -> dict:
+                batch_size: int | None = None, chunk_size: int = 2048,
+                progress: Callable[[int, int], None] | None = None) -> dict:
     """Embed shard ``index`` of a dataset: ``(n, dim)`` float16 ``.npy`` + a JSON sidecar + an
     exact FAISS part (:class:`~curation.storage.Keys` ``embedding``, ``embedding_meta``, ``index_part``).
 
     The sidecar records the embedder's name, version and key; if it already matches,
     the cached vectors are reused and nothing is recomputed. The sidecar is written last.
+    ``progress(documents done, documents)`` is called after each chunk of ``chunk_size``.
     """
     started = time.perf_counter()
     key = embedder_key(embedder)
@@ -57,6 +60,8 @@ def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embe
         for start in range(0, len(texts), chunk_size):
             batch = texts[start:start + chunk_size]
             vectors[start:start + len(batch)] = embedder.encode(batch, batch_size=batch_size)
+            if progress is not None:
+                progress(start + len(batch), len(texts))
         buffer = io.BytesIO()
         np.save(buffer, vectors)
         storage.write_bytes(names[0], buffer.getvalue())

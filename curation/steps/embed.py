@@ -27,7 +27,7 @@ def embed_unit(ctx: Context, index: int, params: EmbedParams) -> dict:
     for dataset in params.datasets:
         if index < dataset.shard_count:
             output = embed_shard(ctx.storage, dataset.id, index, ctx.embedder(params.embedder),
-                                 batch_size=params.batch_size)
+                                 batch_size=params.batch_size, progress=ctx.progress)
             return {"dataset": dataset.id, "shard": index, **output}
         index -= dataset.shard_count
     raise IndexError("embedding unit out of range")
