@@ -1,5 +1,6 @@
 from django.http import FileResponse, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -67,7 +68,10 @@ class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     serializer_class = MixtureSerializer
     query_filters = ("corpus", "job")
 
-    @extend_schema(parameters=[ManifestQuerySerializer], responses={(200, "application/x-ndjson"): str})
+    @extend_schema(parameters=[ManifestQuerySerializer], responses={
+        (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="The manifest: JSON lines "
+                                                        "by default, a Parquet file with format=parquet"),
+        (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
     def documents(self, request, pk=None):
         """The manifest: one row per selected document ``{"id", "pool", "repeats"}``, as JSONL or Parquet."""

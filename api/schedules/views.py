@@ -1,4 +1,5 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -19,6 +20,8 @@ def _service_arguments(data: dict) -> dict:
     return arguments
 
 
+@extend_schema_view(list=extend_schema(parameters=[
+    OpenApiParameter("enabled", OpenApiTypes.BOOL, description="only enabled (true) or only paused (false) ones")]))
 class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Run a job template on a cron expression (UTC) or every N seconds.
 
