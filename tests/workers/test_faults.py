@@ -312,6 +312,28 @@ def test_redis_fault_mid_unit(faults, fault):
     faults.assert_completed_cleanly(job, reference)
 
 
+def test_postgres_unreachable_for_20_s_mid_unit(faults):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...): the outage is a TCP proxy in front of it; "
+                    "CI runs it")
+    settings = connection.settings_dict
+    proxy = TcpProxy((settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)))
+    try:
+        faults.database_url = _postgres_url_through(proxy.port)
+        reference = faults.clean_run()
+        worker = faults.start_worker(lingers=2)  # the unit reaches the database during the outage
+        job = faults.start_job()
+        faults.wait_for_unit("embedding", 2)
+        proxy.cut()
+        time.sleep(20)
+        proxy.restore()
+        job = faults.wait_until_finished(job, timeout=60)
+        _assert_alive(worker)
+        faults.assert_completed_cleanly(job, reference)
+    finally:
+        proxy.close()
+
+
 def test_worker_sigkilled_mid_unit(faults):
     reference = faults.clean_run()
     first = faults.start_worker(lingers=5)
