@@ -256,14 +256,32 @@ def celery_broker_url(redis_url: str) -> str:
     return redis_url or "memory://"
 
 
+def visibility_timeout(*, unit_time_limit: int, retry_delay_max: int) -> int:
+    """Seconds after which a delivered, unacknowledged message goes back to its queue.
+
+    A unit's message stays unacknowledged while it runs (late acks), at most
+    ``unit_time_limit`` (then its process is killed), and while a retry waits for its
+    countdown in the worker, at most ``retry_delay_max``. Past both, plus a tenth of the
+    limit (10 s at least) for queueing and clock skew between hosts, its worker is dead.
+    """
+    return unit_time_limit + retry_delay_max + max(10, unit_time_limit // 10)
+
+
 CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False
-# Seconds before an unacknowledged message (its worker died) is delivered again; keep it
-# above the longest shard task, or a slow shard is started twice (harmless, but wasted).
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
-CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10)
+# Time limits of one unit (a shard task): past the soft one it is failed with a readable
+# reason, past the hard one its process is killed. Set them to the longest unit you run.
 JOB_SHARD_SOFT_TIME_LIMIT = env_int("JOB_SHARD_SOFT_TIME_LIMIT", 3000)
 JOB_SHARD_TIME_LIMIT = env_int("JOB_SHARD_TIME_LIMIT", 3300)
+# A unit that meets a transient error (the database or the broker unreachable) is retried,
+# up to JOB_UNIT_RETRIES times, after 1, 2, 4, ... s, at most JOB_UNIT_RETRY_DELAY_MAX s apart.
+JOB_UNIT_RETRIES = env_int("JOB_UNIT_RETRIES", 20)
+JOB_UNIT_RETRY_DELAY_MAX = env_int("JOB_UNIT_RETRY_DELAY_MAX", 60)
+# When a worker dies holding a unit, the unit is delivered again after this many seconds:
+# derived from the hard time limit (visibility_timeout above); set it only to override that.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", visibility_timeout(
+    unit_time_limit=JOB_SHARD_TIME_LIMIT, retry_delay_max=JOB_UNIT_RETRY_DELAY_MAX))
+CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10)
 # Schedules live in the database (django-celery-beat); `celery -A workers beat` fires them.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SCHEDULE_MIN_INTERVAL_SECONDS = env_int("SCHEDULE_MIN_INTERVAL_SECONDS", 60)

@@ -9,6 +9,13 @@ from api.core.queue import app
 
 __all__ = ["app"]
 
+# What a task sends (the next stage's units, a retry) waits out a broker restart: publishing
+# is retried for about 25 s (0.5, 1.5, 2.5, 3, 3, ... s apart) before the task sees the error
+# (and is then retried itself, see workers/decorators.py). The web process keeps Celery's
+# short default, so a request never hangs on a broker that is down.
+app.conf.task_publish_retry_policy = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1,
+                                      "interval_max": 3}
+
 
 @worker_process_init.connect
 def _share_cores(**kwargs) -> None:

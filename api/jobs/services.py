@@ -176,14 +176,28 @@ def _advance(job: Job, stage: Stage) -> str:
     return f"moved on to {following.name}"
 
 
+def _late_delivery(job: Job, plan: list[Stage], stage: str) -> str:
+    """A unit of a stage the job has moved past: a second delivery of a done unit (a retry,
+    or a message delivered again after a fault). Its first delivery may have moved the job
+    on and then failed to enqueue the next stage (the broker went away after the commit),
+    so the current stage's missing units are enqueued again; a duplicate finds its unit done."""
+    names = [s.name for s in plan]
+    if stage not in names or job.stage not in names or names.index(job.stage) < names.index(stage):
+        return f"skipped: the job is at stage {job.stage}"
+    current = plan[names.index(job.stage)]
+    _dispatch_stage(job, current)
+    return f"skipped: the job is at stage {job.stage}; enqueued its units not yet done again"
+
+
 def job_run_unit(*, job_id, stage: str, index: int) -> str:
     """Run one unit of a job's stage (idempotent); the stage's last unit moves the job on."""
     job = Job.unscoped_objects.filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE:
         return "skipped: the job is gone or no longer active"
+    plan = _plan(job)
     if job.stage != stage:
-        return f"skipped: the job is at stage {job.stage}"
-    current = next(s for s in _plan(job) if s.name == stage)
+        return _late_delivery(job, plan, stage)
+    current = next(s for s in plan if s.name == stage)
     with tenant_scope(job.tenant_id):
         Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(timezone.now()))

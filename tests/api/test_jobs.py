@@ -142,3 +142,21 @@ def test_job_list_filters(client_a, tenant_a, corpus, dispatched):
     failed = client_a.get("/api/v1/jobs/?status=failed").json()["results"]
     assert [j["id"] for j in failed] == [str(first.pk)]
     assert len(client_a.get("/api/v1/jobs/?kind=embed").json()["results"]) == 2
+
+
+def test_a_late_delivery_enqueues_the_current_stage_again(tenant_a, corpus, dispatched,
+                                                          django_capture_on_commit_callbacks):
+    """The job moved on but its next stage was never enqueued (the broker went away after the
+    commit): the next delivery of a done unit of the earlier stage enqueues it again."""
+    job = services.job_create(tenant=tenant_a[0], kind="embed", params={"corpus": corpus["id"],
+                                                                        "embedder": "hashing"})
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in range(3):
+            services.job_run_unit(job_id=job.pk, stage="embedding", index=index)
+    assert dispatched[-1]["stage"] == "summary"
+    dispatched.clear()  # lost with the broker
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = services.job_run_unit(job_id=job.pk, stage="embedding", index=1)
+    assert outcome == "skipped: the job is at stage summary; enqueued its units not yet done again"
+    assert [(d["stage"], d["indices"]) for d in dispatched] == [("summary", [0])]
+    assert services.job_run_unit(job_id=job.pk, stage="summary", index=0) == "done; job succeeded"
