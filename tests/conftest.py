@@ -33,6 +33,29 @@ def pytest_sessionstart(session) -> None:
         pytest.exit("CI services missing: " + "; ".join(problems), returncode=3)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb):
+    """pytest-django's test databases, dropped at the end of the session even if something
+    is still connected to them: pytest-django's DROP DATABASE fails while another session
+    uses the database (a worker process or a server thread that outlived its test), with
+    only a warning, and the database stays behind. Those sessions are disconnected first
+    (on PostgreSQL; a SQLite test database is a file Django deletes). ``--reuse-db`` keeps
+    the databases, as pytest-django documents."""
+    yield
+    if django_db_keepdb:
+        return
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if connection.vendor != "postgresql":
+                continue
+            connection.close()
+            with connection._nodb_cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = %s AND pid <> pg_backend_pid()", [connection.settings_dict["NAME"]])
+
+
 @pytest.fixture(autouse=True)
 def artifact_root(settings, tmp_path) -> Path:
     """Every test gets its own artifact store."""

@@ -15,6 +15,9 @@ __all__ = ["app"]
 # short default, so a request never hangs on a broker that is down.
 app.conf.task_publish_retry_policy = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1,
                                       "interval_max": 3}
+# A worker whose broker is away keeps trying to reconnect however long the outage lasts
+# (Celery's default gives up, and the worker exits, after 100 attempts).
+app.conf.broker_connection_max_retries = None
 
 
 @worker_process_init.connect

@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from api.core.embedded import EmbeddedStack
+from api.core.embedded import EmbeddedStack, StackAlreadyRunning
 from api.tenancy.models import Tenant
 from api.tenancy.services import api_key_rotate
 from curation import summary
@@ -96,7 +96,10 @@ class Command(BaseCommand):
 
         stack = EmbeddedStack(port=port)
         self.stdout.write("Starting the embedded stack (Redis, Celery worker, web server)...")
-        stack.start()
+        try:
+            stack.start()
+        except StackAlreadyRunning as exc:
+            raise CommandError(str(exc)) from None
         try:
             stack.wait_for_worker()
             self._run(stack.base_url, corpus, benchmark, budget, embedder)
