@@ -7,7 +7,7 @@ results for the same inputs, params and seed. A stage's ``run`` is a step of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from curation.pruning import NEEDS_EMBEDDINGS, PruneOptions
@@ -69,7 +69,7 @@ def mixture_plan(params: MixtureParams, fit: FitParams | None = None) -> list[St
     """Optimise a stored model, or (``fit`` given) fit one first in the same run."""
     if fit is None:
         return [Stage("mixture", 1, partial(optimise_mixture, params=params))]
-    params = MixtureParams(**{**params.__dict__, "fit_stage": "fit", "corpus": fit.corpus})
+    params = replace(params, fit_stage="fit", corpus=fit.corpus)
     return fit_plan(fit) + [Stage("mixture", 1, partial(optimise_mixture, params=params))]
 
 

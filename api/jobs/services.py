@@ -159,9 +159,8 @@ def job_fail(*, job_id, reason: str) -> None:
     )
 
 
-def _advance(job: Job, stage: Stage) -> str:
-    """Move a job whose ``stage`` is complete to the next stage, or finish it."""
-    plan = _plan(job)
+def _advance(job: Job, plan: list[Stage], stage: Stage) -> str:
+    """Move a job whose ``stage`` of ``plan`` is complete to the next stage, or finish it."""
     position = [s.name for s in plan].index(stage.name)
     moving = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, stage=stage.name)
     if position == len(plan) - 1:
@@ -214,5 +213,5 @@ def job_run_unit(*, job_id, stage: str, index: int) -> str:
                 outcome = "done concurrently by another delivery"
         Job.objects.filter(pk=job.pk).update(shards_done=JobUnit.objects.filter(job=job).count())
         if JobUnit.objects.filter(job=job, stage=stage).count() >= current.units:
-            outcome += "; " + _advance(job, current)
+            outcome += "; " + _advance(job, plan, current)
     return outcome
