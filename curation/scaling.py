@@ -103,21 +103,11 @@ class ScalingLaw:
     def error(self, pool: Sequence[str], samples_seen) -> np.ndarray:
         """Predicted error for ``pool`` at each ``samples_seen`` (array-like, > 0)."""
         sizes, b, tau = self._pool(pool)
-        total = sizes.sum()
         n = np.asarray(samples_seen, dtype=np.float64)
         if np.any(~np.isfinite(n)) or np.any(n <= 0):
             raise ValueError(f"samples_seen must be finite and > 0; got {samples_seen!r}")
-        p = len(b)
-        k_cap = int(math.ceil(_HALF_LIVES_KEPT * p * tau.max()))
-        out = np.empty(n.shape)
-        for index, n_i in np.ndenumerate(n):
-            repetitions = int(n_i // total)
-            k = np.arange(1, min(repetitions, k_cap) + 1, dtype=np.float64)
-            b_k = (b[None, :] * 0.5 ** (k[:, None] / (p * tau[None, :]))).mean(1)
-            ratio = np.minimum(total * (k + 1), n_i) / (total * k)
-            s_0 = self.a * min(total, n_i) / _UNIT
-            out[index] = (s_0 ** b.mean() + self.d) * np.exp(np.sum(b_k * np.log(ratio)))
-        return out
+        chosen = np.ones((n.size, len(sizes)), dtype=bool)
+        return combined_error(self.a, self.d, b, tau, sizes, chosen, n.ravel()).reshape(n.shape)
 
     def accuracy(self, pool: Sequence[str], samples_seen) -> np.ndarray:
         """``1 - error``."""
@@ -155,6 +145,32 @@ class ScalingLaw:
         chosen = [self.buckets[name] for name in pool]
         return (np.array([c.size for c in chosen], dtype=np.float64), np.array([c.b for c in chosen]),
                 np.array([c.tau for c in chosen]))
+
+
+def combined_error(a: float, d: float, b, tau, sizes, chosen, n) -> np.ndarray:
+    """The error of the module docstring for ``m`` trainings at once: pools ``chosen`` (m, P) bool
+    combined, ``n`` (m,) samples seen; ``b``, ``tau`` and ``sizes`` (P,) per pool. Returns (m,).
+
+    Repetitions past :data:`_HALF_LIVES_KEPT` half-lives of the slowest pool change nothing in
+    float64 and are not summed; the sum runs in chunks of repetitions, so memory stays bounded.
+    """
+    chosen = np.asarray(chosen, dtype=np.float64)
+    b, tau, sizes = (np.asarray(x, dtype=np.float64) for x in (b, tau, sizes))
+    n = np.asarray(n, dtype=np.float64)
+    total = chosen @ sizes
+    p = chosen.sum(1)
+    tau_max = np.where(chosen > 0, tau, 0.0).max(1)
+    repetitions = np.minimum(np.floor(n / total), np.ceil(_HALF_LIVES_KEPT * p * tau_max))
+    log_product = np.zeros(len(n))
+    chunk = max(1, 2_000_000 // max(1, len(n) * len(sizes)))
+    for first in range(1, int(repetitions.max(initial=0)) + 1, chunk):
+        k = np.arange(first, min(first + chunk, int(repetitions.max()) + 1), dtype=np.float64)
+        decay = 0.5 ** (k[None, :, None] / (p[:, None, None] * tau[None, None, :]))  # (m, k, P)
+        b_k = (chosen[:, None, :] * b * decay).sum(-1) / p[:, None]
+        ratio = np.minimum(total[:, None] * (k + 1), n[:, None]) / (total[:, None] * k)
+        log_product += np.where(k[None, :] <= repetitions[:, None], b_k * np.log(ratio), 0.0).sum(1)
+    s_0 = a * np.minimum(total, n) / _UNIT
+    return (s_0 ** ((chosen * b).sum(1) / p) + d) * np.exp(log_product)
 
 
 #: Published fit on the T-MARS 10% buckets of DataComp-medium, ImageNet zero-shot error
@@ -226,10 +242,14 @@ class GoyalLaw(PerformanceLaw):
     tau: tuple[float, ...]
     higher_is_better: bool = True
     rmse: float = 0.0
+    band_rmse: float = math.nan
+    band_growth: float = math.nan
     observed_sizes: tuple[float, float] = (math.nan, math.nan)
     observed_repetitions: float = math.nan
     provenance: Mapping[str, str] = field(default_factory=dict)
-    far: float = 1.0
+    far: float = 0.0
+    value_range: tuple[float, float] = (0.0, 1.0)
+    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not (len(self.b) == len(self.tau) == len(self.pools)):
@@ -242,23 +262,24 @@ class GoyalLaw(PerformanceLaw):
         return ScalingLaw(a=self.a, d=self.d, buckets={p.name: Bucket(b=b, tau=tau, size=float(p.unique))
                                                        for p, b, tau in zip(self.pools, self.b, self.tau)})
 
-    def combination(self, shown) -> tuple[str, ...]:
-        """The pools that samples ``shown`` (P,) train on; ``ValueError`` unless in their size proportions."""
-        shown = np.asarray(shown, dtype=np.float64)
+    def chosen(self, shown) -> np.ndarray:
+        """The pools (m, P) bool that samples ``shown`` (m, P) train on; ``ValueError`` unless in their size proportions."""
+        shown = np.atleast_2d(np.asarray(shown, dtype=np.float64))
         chosen = shown > 0
-        if not chosen.any():
+        if not chosen.any(1).all():
             raise ValueError("a mixture needs at least one pool with weight > 0")
-        union = self.unique * chosen / (self.unique * chosen).sum()
-        if np.abs(shown / shown.sum() - union).max() > _PROPORTION_TOLERANCE:
-            names = [name for name, c in zip(self.names, chosen) if c]
+        union = self.unique * chosen / (self.unique * chosen).sum(1, keepdims=True)
+        off = np.abs(shown / shown.sum(1, keepdims=True) - union).max(1) > _PROPORTION_TOLERANCE
+        if off.any():
+            names = [name for name, c in zip(self.names, chosen[int(np.argmax(off))]) if c]
             raise ValueError("the goyal law predicts pools combined whole, each weighted by its unique documents: "
                              f"the weights of {names} must be {union_weights(self.pools, names)}")
-        return tuple(name for name, c in zip(self.names, chosen) if c)
+        return chosen
 
     def metric_at(self, shown) -> np.ndarray:
         shown = np.asarray(shown, dtype=np.float64)
         rows = shown.reshape(-1, shown.shape[-1])
-        error = np.array([float(self.scaling_law.error(self.combination(row), row.sum())) for row in rows])
+        error = combined_error(self.a, self.d, self.b, self.tau, self.unique, self.chosen(rows), rows.sum(1))
         return (1.0 - error if self.higher_is_better else error).reshape(shown.shape[:-1])
 
     def predict(self, weights: Mapping[str, float], budget: float, *, level: float = 0.95,
@@ -319,15 +340,16 @@ def fit_goyal_law(
     higher_is_better: bool,
     loss: str = "soft_l1",
     f_scale: float = 0.01,
-    far: float = 1.0,
+    far: float = 0.0,
+    start: GoyalLaw | None = None,
 ) -> GoyalLaw:
     """Fit shared ``(a, d)`` and per-pool ``(b, tau)`` to observed metrics by robust least squares.
 
     Minimises :math:`\\sum_o \\rho\\big((\\mathrm{error}(o) - \\mathrm{observed}_o)^2\\big)` in error
     units (``1 - value`` when ``higher_is_better``) with SciPy's bounded trust-region least
     squares (``loss`` as in ``scipy.optimize.least_squares``, ``f_scale`` its residual scale),
-    started from a grid of 24 points over ``(a, b, tau)`` (every pool starting alike) and
-    keeping the best end point.
+    started from a grid of 24 points over ``(a, b, tau)`` (every pool starting alike), or from
+    ``start``, and keeping the best end point.
 
     Parameters
     ----------
@@ -343,49 +365,58 @@ def fit_goyal_law(
         Residual scale of the robust loss, in error units.
     far : float
         Doublings outside the observed range beyond which a prediction is flagged ``extrapolated``.
+    start : GoyalLaw, optional
+        A law over the same pools to start from instead of the grid (one start: a backtest's
+        refits start from the full fit).
 
     Returns
     -------
     GoyalLaw
         ``rmse`` is the root-mean-square residual (metric units) over the observations; every
-        parameter has the provenance of the observations.
+        parameter has the provenance of the observations; a parameter that ended on a bound of
+        the search is named in ``at_bound`` (kept: the law has no default to fall back to).
     """
     pools = check_pools(pools)
     k = len(pools)
     law0 = GoyalLaw(pools=pools, a=1.0, d=0.0, b=(-0.1,) * k, tau=(1.0,) * k, higher_is_better=higher_is_better)
     w, n, y = observation_arrays(law0, observations, minimum=3)
     shown = w * n[:, None]
-    combinations = [law0.combination(row) for row in shown]
-    unseen = [name for name in law0.names if not any(name in c for c in combinations)]
+    chosen = law0.chosen(shown)
+    unseen = [name for name, seen in zip(law0.names, chosen.any(0)) if not seen]
     if unseen:
         raise ValueError(f"pool(s) {unseen} appear in no observation: their (b, tau) cannot be fitted")
     if len(observations) < 2 + 2 * k:
         raise ValueError(f"{k} pools have {2 + 2 * k} parameters; got only {len(observations)} observations")
+    if np.abs(y).max() > 1.5:  # noise may put a fraction a little outside [0, 1]; a percentage is far outside
+        raise ValueError("the goyal law models a fraction in [0, 1] (an accuracy or an error); "
+                         f"the observations range over [{y.min():g}, {y.max():g}]: give fractions")
     observed = 1.0 - y if higher_is_better else y
-
-    def law_of(theta: np.ndarray) -> ScalingLaw:
-        return ScalingLaw(a=theta[0], d=theta[1], buckets={p.name: Bucket(b=b, tau=tau, size=float(p.unique))
-                                                           for p, (b, tau) in zip(pools, theta[2:].reshape(k, 2))})
+    sizes = law0.unique
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        law = law_of(theta)
-        return np.array([float(law.error(c, size)) for c, size in zip(combinations, n)]) - observed
+        b, tau = theta[2:].reshape(k, 2).T
+        return combined_error(theta[0], theta[1], b, tau, sizes, chosen, n) - observed
 
     lower = np.array([1e-8, 0.0] + [-5.0, 1e-2] * k)
     upper = np.array([1e8, 1.0] + [-1e-6, 1e3] * k)
+    if start is not None:
+        starts = [np.array([start.a, start.d] + [x for pair in zip(start.b, start.tau) for x in pair])]
+    else:
+        starts = [np.array([a0, max(observed.min() / 2, 0.0)] + [b0, tau0] * k)
+                  for a0 in (1e-3, 1e-2, 1e-1, 1.0) for b0 in (-0.05, -0.2) for tau0 in (1.0, 5.0, 20.0)]
     best = None
-    for a0 in (1e-3, 1e-2, 1e-1, 1.0):
-        for b0 in (-0.05, -0.2):
-            for tau0 in (1.0, 5.0, 20.0):
-                start = np.array([a0, max(observed.min() / 2, 0.0)] + [b0, tau0] * k)
-                result = least_squares(residuals, np.clip(start, lower, upper), bounds=(lower, upper), loss=loss,
-                                       f_scale=f_scale, x_scale="jac", max_nfev=400)
-                if best is None or result.cost < best.cost:
-                    best = result
+    for x0 in starts:
+        result = least_squares(residuals, np.clip(x0, lower, upper), bounds=(lower, upper), loss=loss,
+                               f_scale=f_scale, x_scale="jac", max_nfev=400)
+        if best is None or result.cost < best.cost:
+            best = result
     res = residuals(best.x)
     b, tau = best.x[2:].reshape(k, 2).T
+    names = ["a", "d"] + [f"{name}[{pool.name}]" for pool in pools for name in ("b", "tau")]
+    at_bound = {name: f"fit ended on its bound {edge:g}; kept" for name, x, lo, hi in zip(names, best.x, lower, upper)
+                for edge in (lo, hi) if abs(x - edge) <= 1e-6 * max(1.0, abs(edge)) and name != "d"}
     origin = origin_of(observations)
     return replace(law0, a=float(best.x[0]), d=float(best.x[1]), b=tuple(map(float, b)), tau=tuple(map(float, tau)),
                    rmse=float(np.sqrt(np.mean(res ** 2))), observed_sizes=(float(n.min()), float(n.max())),
                    observed_repetitions=float((shown / law0.unique).max()),
-                   provenance={name: origin for name in _FIT_PARAMETERS}, far=far)
+                   provenance={name: origin for name in _FIT_PARAMETERS}, far=far, at_bound=at_bound)

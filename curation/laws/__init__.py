@@ -5,7 +5,11 @@ kind               law                                             module
 =================  ==============================================  =====================================
 ``effective_data`` utility-weighted, repetition-discounted data    :class:`curation.mixture.MixtureLaw`
 ``goyal``          Goyal et al.'s multi-pool recursion (3.5)       :class:`curation.scaling.GoyalLaw`
+``mixing_law``     Data Mixing Laws per size, log-N extrapolation  :class:`curation.laws.regression.MixingLaw`
 =================  ==============================================  =====================================
+
+:func:`curation.laws.backtest.select_law` fits every law that can be fitted, backtests each
+(the largest pilot size held out; k-fold over mixtures) and keeps the one that extrapolates best.
 
 Projektor (Kang et al. 2023, DESIGN.md 3.4; :mod:`curation.projektor`) is not a law here yet:
 it needs the pools' and the target's embeddings to evaluate OT of a mixture, which a stored
@@ -62,3 +66,4 @@ def restore_law(kind: str, stored: Mapping) -> PerformanceLaw:
 # The implementations register themselves on import; they import the types above, so they come last.
 import curation.mixture  # noqa: E402,F401
 import curation.scaling  # noqa: E402,F401
+import curation.laws.regression  # noqa: E402,F401

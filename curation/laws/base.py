@@ -12,10 +12,25 @@ A law implements four things: how the metric follows from the samples shown per 
 Everything else (validating weights, the band, predictions at observations, the frontier,
 serialisation) is here, the same for every law.
 
-The band is the same for every law: half-width :math:`z_{(1+\text{level})/2} \cdot \mathrm{rmse}
-\cdot (1 + o)`, where :math:`o \ge 0` is how far the request lies outside the observations,
-in doublings of the budget or of the most repeated pool's repetitions; a prediction more than
-``far`` doublings outside is flagged ``extrapolated``.
+The band is the same for every law (:func:`band_half_width`): half-width
+
+.. math::
+
+    z_{(1+\text{level})/2} \sqrt{s_m^2 + \big(s_d \, g(o)\big)^2}, \qquad g(o) = o (1 + o) / 2,
+
+where :math:`o \ge 0` is how far the request lies outside the observations, in doublings of
+the budget or of the most repeated pool's repetitions; :math:`s_m` (``band_rmse``) is the
+backtest's held-out error at the observed sizes (new mixtures), never less than the in-sample
+``rmse``, and :math:`s_d` (``band_growth``) the extra error per unit of :math:`g`, measured by
+holding the largest pilot size out (:mod:`curation.laws.backtest`); without a backtest both are
+the in-sample ``rmse``. :math:`g(1) = 1` where the backtest measures it; beyond, the error is
+taken to grow quadratically in doublings (an error in a fitted exponent does), which is
+conservative. A prediction more than ``far`` doublings outside (default 0: anywhere outside)
+is flagged ``extrapolated``.
+
+A value outside the metric's possible range (``value_range``: a loss below 0 or above the
+loss of a model that saw no data, an accuracy outside [0, 1] or [0, 100]) is clamped into it
+and flagged ``clamped``; so are the band's ends.
 """
 from __future__ import annotations
 
@@ -74,13 +89,15 @@ class Allocation:
 @dataclass(frozen=True)
 class Prediction:
     """``value`` with a ``[low, high]`` band; ``outside`` doublings beyond the observed range (0 inside),
-    ``extrapolated`` when that is more than the law's ``far``."""
+    ``extrapolated`` when that is more than the law's ``far``; ``clamped`` when the law's value left the
+    metric's possible range and was put back at its edge."""
 
     value: float
     low: float
     high: float
     outside: float
     extrapolated: bool
+    clamped: bool = False
 
 
 def register(cls: type["PerformanceLaw"]) -> type["PerformanceLaw"]:
@@ -97,10 +114,13 @@ class PerformanceLaw(abc.ABC):
 
     Implementations are frozen dataclasses with a class attribute ``kind`` and at least these
     fields: ``pools`` (tuple of :class:`Pool`), ``higher_is_better``, ``rmse`` (the fit's RMS
-    residual, metric units), ``observed_sizes`` ((min, max) samples of the observations),
-    ``observed_repetitions`` (the most any observation repeated a pool), ``provenance``
-    (parameter -> ``pilot_runs``, ``proxy``, ``defaults`` or ``published``) and ``far``
-    (doublings outside the observations beyond which a prediction is flagged).
+    residual, metric units), ``band_rmse`` and ``band_growth`` (the band's scales from the backtest;
+    NaN: ``rmse``),
+    ``observed_sizes`` ((min, max) samples of the observations), ``observed_repetitions`` (the
+    most any observation repeated a pool), ``provenance`` (parameter -> ``pilot_runs``,
+    ``proxy``, ``defaults`` or ``published``), ``far`` (doublings outside the observations
+    beyond which a prediction is flagged), ``value_range`` ((low, high) the metric can take)
+    and ``at_bound`` (parameter -> what the fit did about it ending on a bound of its search).
     """
 
     kind: str
@@ -111,6 +131,10 @@ class PerformanceLaw(abc.ABC):
     observed_repetitions: float
     provenance: Mapping[str, str]
     far: float
+    band_rmse: float
+    band_growth: float
+    value_range: tuple[float, float]
+    at_bound: Mapping[str, str]
 
     # -- what each law implements --------------------------------------------------------
     @classmethod
@@ -180,6 +204,7 @@ class PerformanceLaw(abc.ABC):
             prediction = self._band(float(self.metric_at(allocation.shown)), budget, allocation.shown, level)
             rows.append({"budget": budget, "value": prediction.value, "low": prediction.low,
                          "high": prediction.high, "extrapolated": prediction.extrapolated,
+                         "clamped": prediction.clamped,
                          "weights": {n: float(w) for n, w in zip(allocation.pools, allocation.weights) if w > 0}})
         return rows
 
@@ -209,9 +234,33 @@ class PerformanceLaw(abc.ABC):
         repetitions = float((shown / self.unique).max())
         outside = max(0.0, math.log2(budget / high_n), math.log2(low_n / budget),
                       math.log2(max(repetitions, 1.0) / max(self.observed_repetitions, 1.0)))
-        half = norm.ppf(0.5 + level / 2) * self.rmse * (1.0 + outside)
-        return Prediction(value=value, low=value - half, high=value + half, outside=outside,
-                          extrapolated=outside > self.far)
+        half = band_half_width(norm.ppf(0.5 + level / 2), self.band_scale, self.growth_scale, outside)
+        lowest, highest = self.value_range
+        clamped = not lowest <= value <= highest
+        value = min(max(value, lowest), highest)
+        return Prediction(value=value, low=max(value - half, lowest), high=min(value + half, highest),
+                          outside=outside, extrapolated=outside > self.far + 1e-9, clamped=clamped)
+
+    @property
+    def band_scale(self) -> float:
+        """:math:`s_m` of the module docstring: ``band_rmse`` (``rmse`` without a backtest), at least ``rmse``."""
+        return self.rmse if math.isnan(self.band_rmse) else max(self.band_rmse, self.rmse)
+
+    @property
+    def growth_scale(self) -> float:
+        """:math:`s_d` of the module docstring: ``band_growth`` (``rmse`` without a backtest)."""
+        return self.rmse if math.isnan(self.band_growth) else self.band_growth
+
+
+def growth(outside) -> np.ndarray:
+    """:math:`g(o) = o (1 + o) / 2` of the module docstring."""
+    outside = np.asarray(outside, dtype=np.float64)
+    return outside * (1.0 + outside) / 2.0
+
+
+def band_half_width(z: float, in_range: float, per_growth: float, outside):
+    """:math:`z \sqrt{s_m^2 + (s_d g(o))^2}` (module docstring), elementwise in ``outside``."""
+    return z * np.sqrt(in_range ** 2 + (per_growth * growth(outside)) ** 2)
 
 
 def check_budget(budget: float) -> None:
@@ -275,17 +324,43 @@ def pool_of_row(row: Mapping) -> Pool:
 
 
 def stored_range(parameters: Mapping) -> dict:
-    """The fit-quality fields every law stores in its parameters, read back."""
+    """The fit-quality fields every law stores in its parameters, read back (``None`` range ends: unbounded)."""
+    low, high = parameters.get("value_range") or (None, None)
+    band, band_growth = parameters.get("band_rmse"), parameters.get("band_growth")
     return {"higher_is_better": bool(parameters["higher_is_better"]), "rmse": float(parameters["rmse"]),
             "observed_sizes": tuple(float(s) for s in parameters["observed_sizes"]),
             "observed_repetitions": float(parameters["observed_repetitions"]),
-            "far": float(parameters.get("far", 1.0))}
+            "far": float(parameters.get("far", 0.0)), "band_rmse": math.nan if band is None else float(band),
+            "band_growth": math.nan if band_growth is None else float(band_growth),
+            "value_range": (-math.inf if low is None else float(low), math.inf if high is None else float(high)),
+            "at_bound": dict(parameters.get("at_bound") or {})}
 
 
 def range_parameters(law: PerformanceLaw) -> dict:
     """The fit-quality fields of :func:`stored_range`, as JSON."""
+    low, high = law.value_range
     return {"higher_is_better": law.higher_is_better, "rmse": law.rmse, "observed_sizes": list(law.observed_sizes),
-            "observed_repetitions": law.observed_repetitions, "far": law.far}
+            "observed_repetitions": law.observed_repetitions, "far": law.far,
+            "band_rmse": None if math.isnan(law.band_rmse) else law.band_rmse,
+            "band_growth": None if math.isnan(law.band_growth) else law.band_growth,
+            "value_range": [None if math.isinf(low) else low, None if math.isinf(high) else high],
+            "at_bound": dict(law.at_bound)}
+
+
+def metric_range(values: Sequence[float], *, higher_is_better: bool, known: tuple[float, float] | None = None
+                 ) -> tuple[float, float]:
+    """The range a metric can take: ``known`` when the service defines the metric; else a score whose
+    observations all lie in [0, 1] is a fraction and one in [0, 100] a percentage, and a loss is >= 0
+    when every observation is (else unbounded)."""
+    if known is not None:
+        return known
+    values = np.asarray(values, dtype=np.float64)
+    if higher_is_better:
+        for high in (1.0, 100.0):
+            if values.size and values.min() >= 0 and values.max() <= high:
+                return 0.0, high
+        return -math.inf, math.inf
+    return (0.0, math.inf) if values.size and values.min() >= 0 else (-math.inf, math.inf)
 
 
 def budget_in_samples(budget: float, unit: str, *, tokens_per_sample: float, parameters: float | None = None) -> float:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from curation.laws import LAWS, Observation, PerformanceLaw, Pool, fit_law, law_class, restore_law
+from curation.laws.regression import MixingLaw
 from curation.mixture import MixtureLaw
 from curation.scaling import TMARS_DATACOMP_MEDIUM, TMARS_POOLS, GoyalLaw, union_weights
 from tests.curation.test_scaling import PUBLISHED
@@ -27,12 +28,18 @@ def goyal_law() -> GoyalLaw:
                     provenance={"a": "proxy", "d": "proxy", "b": "proxy", "tau": "proxy"})
 
 
+def mixing_law() -> MixingLaw:
+    return MixingLaw(pools=POOLS, sizes=(100.0, 1000.0), c=(2.0, 1.5), t=((0.1, 0.5, 0.3), (-0.2, 0.4, 0.0)),
+                     higher_is_better=False, rmse=0.01, observed_sizes=(100.0, 1000.0), observed_repetitions=4.0,
+                     provenance={"c": "pilot_runs", "t": "pilot_runs"})
+
+
 #: One example of every registered law; a law registered without one fails test_every_law_has_an_example.
-EXAMPLES = {"effective_data": mixture_law, "goyal": goyal_law}
+EXAMPLES = {"effective_data": mixture_law, "goyal": goyal_law, "mixing_law": mixing_law}
 
 
 def test_the_registry_holds_the_laws_by_kind():
-    assert LAWS == {"effective_data": MixtureLaw, "goyal": GoyalLaw}
+    assert LAWS == {"effective_data": MixtureLaw, "goyal": GoyalLaw, "mixing_law": MixingLaw}
     assert all(issubclass(cls, PerformanceLaw) and cls.kind == kind for kind, cls in LAWS.items())
     assert law_class("goyal") is GoyalLaw
 
@@ -45,7 +52,7 @@ def test_unknown_kinds_are_refused_naming_the_known_ones():
     for call in (lambda: restore_law("regmix", {"parameters": {}, "pools": []}),
                  lambda: fit_law("regmix", POOLS, [], higher_is_better=True),
                  lambda: law_class(None)):
-        with pytest.raises(ValueError, match=r"unknown performance-law kind .*\['effective_data', 'goyal'\]"):
+        with pytest.raises(ValueError, match=r"unknown performance-law kind .*\['effective_data', 'goyal', 'mixing_law'\]"):
             call()
     stored = mixture_law().to_stored()
     with pytest.raises(ValueError, match="not a 'goyal' law"):
@@ -84,8 +91,9 @@ def test_stored_laws_come_back_with_identical_predictions(kind):
 def test_fit_law_dispatches_and_fitted_values_match_predictions(kind):
     truth = EXAMPLES[kind]()
     observations = [Observation(weights, size, truth.predict(weights, size).value)
-                    for size in (20.0, 80.0, 320.0, 1280.0) for weights in _mixtures(truth)[:3]]
-    law = fit_law(kind, POOLS, observations, higher_is_better=truth.higher_is_better, loss="linear")
+                    for size in (20.0, 80.0, 320.0, 1280.0) for weights in _mixtures(truth)]
+    options = {} if kind == "mixing_law" else {"loss": "linear"}  # its per-size fits are plain least squares
+    law = fit_law(kind, POOLS, observations, higher_is_better=truth.higher_is_better, **options)
     assert type(law) is LAWS[kind] and set(law.provenance.values()) == {"pilot_runs"}
     expected = [law.predict(o.weights, o.size).value for o in observations]
     np.testing.assert_allclose(law.fitted(observations), expected, rtol=1e-12)

@@ -45,7 +45,7 @@ def test_formula_by_hand_single_pool():
 
 
 def test_fit_recovers_parameters_and_flags_extrapolation():
-    truth = ScalingLaw(a=0.05, d=0.2, buckets={"hi": Bucket(-0.2, 4.0, 1e6), "lo": Bucket(-0.1, 10.0, 2e6)})
+    truth = ScalingLaw(a=5.0, d=0.2, buckets={"hi": Bucket(-0.2, 4.0, 1e6), "lo": Bucket(-0.1, 10.0, 2e6)})
     pools = [Pool("hi", 1_000_000), Pool("lo", 2_000_000)]
     rng = np.random.default_rng(0)
     observations = []
@@ -57,7 +57,7 @@ def test_fit_recovers_parameters_and_flags_extrapolation():
     assert fit.rmse < 1e-3
     np.testing.assert_allclose(fit.b, [-0.2, -0.1], atol=0.02)
     np.testing.assert_allclose(fit.tau, [4.0, 10.0], rtol=0.3)
-    np.testing.assert_allclose([fit.a, fit.d], [0.05, 0.2], rtol=0.3)
+    np.testing.assert_allclose([fit.a, fit.d], [5.0, 0.2], rtol=0.3)
     assert set(fit.provenance.values()) == {"pilot_runs"}
     np.testing.assert_allclose(fit.fitted(observations), [o.value for o in observations], atol=3e-3)
     with warnings.catch_warnings():
