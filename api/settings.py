@@ -222,9 +222,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.tenancy.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.tenancy.authentication.IsTenantMember"],
     "DEFAULT_THROTTLE_CLASSES": ["api.tenancy.authentication.ApiKeyRateThrottle"],
-    # DRF's defaults, with a JSON parser that bounds the nesting depth (JSON_MAX_DEPTH).
-    "DEFAULT_PARSER_CLASSES": ["api.core.parsers.JSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    # Bodies are JSON (a parser that bounds the nesting depth, JSON_MAX_DEPTH); uploads are
+    # multipart (their views say so). A form cannot carry the nested objects the bodies hold,
+    # so any other content type is a 415, as the schema documents.
+    "DEFAULT_PARSER_CLASSES": ["api.core.parsers.JSONParser"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "1200/min")},
     "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.core.pagination.CursorPagination",
@@ -244,6 +245,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"DatasetKindEnum": "api.datasets.models.Dataset.Kind"},
     # Error responses on every operation, from one Error schema (api/core/schema.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.core.schema.document_errors"],
 }

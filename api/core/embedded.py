@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,14 @@ class QuietRequestHandler(DjangoRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature from the base class
         if logger.isEnabledFor(logging.DEBUG):
             WSGIRequestHandler.log_message(self, format, *args)
+
+
+class StackWSGIServer(ThreadedWSGIServer):
+    """Django's threaded server with a listen backlog of ``socket.SOMAXCONN`` instead of 10: a burst
+    of more new connections than that (50 clients starting together: bench/bench_load.py) was
+    answered with connection resets."""
+
+    request_queue_size = socket.SOMAXCONN
 
 
 def _is_loopback(host: str) -> bool:
@@ -357,7 +366,7 @@ class EmbeddedStack:
             logger.info("restored %d message(s) the dead worker held", len(tags))
 
     def _start_web(self) -> None:
-        self.httpd = ThreadedWSGIServer((self.host, self.port), QuietRequestHandler)
+        self.httpd = StackWSGIServer((self.host, self.port), QuietRequestHandler)
         self.httpd.daemon_threads = True
         self.httpd.set_app(StaticFilesHandler(get_wsgi_application()))
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)

@@ -14,6 +14,7 @@ Bounds shared by several serializers live here: :data:`MAX_SEED` and :func:`Seed
 """
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from curation.laws import MAX_BUDGET, check_budget_bounds
@@ -34,11 +35,34 @@ class _RefusesBooleans:
 
 
 class StrictFloatField(_RefusesBooleans, serializers.FloatField):
-    """DRF's ``FloatField`` (finite) that refuses booleans."""
+    """DRF's ``FloatField`` (finite) that refuses booleans; with ``exclusive_min`` the value must be
+    greater than ``min_value`` (the schema says ``exclusiveMinimum``: api/core/schema.py)."""
+
+    default_error_messages = {"min_exclusive": "Ensure this value is greater than {min_value}."}
+
+    def __init__(self, *, exclusive_min: bool = False, **kwargs):
+        self.exclusive_min = exclusive_min
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if self.exclusive_min and value <= self.min_value:
+            self.fail("min_exclusive", min_value=self.min_value)
+        return value
 
 
 class StrictIntegerField(_RefusesBooleans, serializers.IntegerField):
     """DRF's ``IntegerField`` that refuses booleans by name."""
+
+
+@extend_schema_field({"type": "object", "minProperties": 1, "additionalProperties": {
+    "type": "number", "minimum": 0, "maximum": 1}})
+class MixtureField(serializers.DictField):
+    """``{pool: weight}``: documented as weights in [0, 1]; :func:`curation.pools.validate_mixture`
+    checks them against the pools (known, finite, summing to 1) and names the one at fault."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.JSONField(), **kwargs)
 
 
 def SeedField(**kwargs) -> StrictIntegerField:  # noqa: N802 - reads as a field class at its call sites
@@ -49,8 +73,8 @@ def SeedField(**kwargs) -> StrictIntegerField:  # noqa: N802 - reads as a field 
 
 
 def BudgetField(**kwargs) -> StrictFloatField:  # noqa: N802
-    """A training budget in its unit; the bound of the unit is checked by :func:`check_budget`."""
-    return StrictFloatField(min_value=0.0, max_value=max(MAX_BUDGET.values()), **kwargs)
+    """A training budget in its unit, > 0; the bound of the unit is checked by :func:`check_budget`."""
+    return StrictFloatField(min_value=0.0, exclusive_min=True, max_value=max(MAX_BUDGET.values()), **kwargs)
 
 
 def check_budget(data: dict, *, unit_field: str = "budget_unit") -> None:

@@ -3,11 +3,14 @@
 * Only ``list`` actions are paginated (DRF paginates in ``ListModelMixin.list`` and
   nowhere else), so only they are documented with ``{next, previous, results}`` and
   the ``cursor`` / ``page_size`` parameters; other many-valued answers are bare arrays.
+* A number field that is exclusive at its minimum (``StrictFloatField(exclusive_min=True)``,
+  e.g. a budget: > 0) says ``exclusiveMinimum``.
+* A string field says it holds no NUL (DRF refuses one); a POST's body is required.
 * A list's ``?field=value`` filters (a view's ``query_filters``) are documented from
   the model field they filter.
 * :func:`document_errors` (the hook) documents the one error shape
   (``components/schemas/Error``) under every status the API answers with, on every
-  operation, and marks optional query parameters as accepting an empty value (DRF
+  operation (415 on those that take a body), and marks optional query parameters as accepting an empty value (DRF
   reads ``?x=`` as "x not given").
 """
 from __future__ import annotations
@@ -16,6 +19,12 @@ from django.db import models
 from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+#: A string without NUL characters: what every CharField accepts (PostgreSQL text cannot hold one);
+#: one that may not be blank also holds a character other than whitespace (DRF trims it first).
+NO_NUL = "^[^\\u0000]*$"
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 #: ``{"error": {"code", "message", "detail"}}`` (DESIGN.md section 4, api/core/errors.py).
 ERROR_SCHEMA = {
@@ -54,6 +63,9 @@ ERROR_RESPONSES: dict[int, tuple[str, str, dict]] = {
     429: ("RateLimited", "Too many requests for this key, or a quota reached (concurrent jobs).", _RETRY_AFTER),
     503: ("Unavailable", "A service the API depends on is unavailable; retry later.", _RETRY_AFTER),
 }
+#: Documented on the operations that take a body: its content type is not the one the operation reads.
+UNSUPPORTED_MEDIA_TYPE = (415, "UnsupportedMediaType", "The body is not of the documented content type "
+                          "(application/json; multipart/form-data for uploads).", {})
 
 
 def _error_response(description: str, headers: dict) -> dict:
@@ -69,12 +81,16 @@ def document_errors(result: dict, generator, request, public) -> dict:
     components = result.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     responses = components.setdefault("responses", {})
-    for name, description, headers in ERROR_RESPONSES.values():
+    statuses = {**ERROR_RESPONSES, UNSUPPORTED_MEDIA_TYPE[0]: UNSUPPORTED_MEDIA_TYPE[1:]}
+    for name, description, headers in statuses.values():
         responses[name] = _error_response(description, headers)
     for path in result.get("paths", {}).values():
         for operation in path.values():
-            for status, (name, _, _) in ERROR_RESPONSES.items():
-                operation["responses"].setdefault(str(status), {"$ref": f"#/components/responses/{name}"})
+            if operation.get("requestBody") and operation is path.get("post"):
+                operation["requestBody"]["required"] = True  # every POST body here is read (a 400 without one)
+            for status, (name, _, _) in statuses.items():
+                if status in ERROR_RESPONSES or "requestBody" in operation:
+                    operation["responses"].setdefault(str(status), {"$ref": f"#/components/responses/{name}"})
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "query" and not parameter.get("required"):
                     parameter["allowEmptyValue"] = True
@@ -90,6 +106,14 @@ def _filter_type(field: models.Field):
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)  # minimum, maximum (and drops exclusiveMinimum)
+        if isinstance(field, serializers.CharField) and schema.get("type") == "string" and "pattern" not in schema:
+            # DRF's CharField refuses NUL (ProhibitNullCharactersValidator), and trims before the blank check
+            schema["pattern"] = NO_NUL if field.allow_blank or not field.trim_whitespace else NOT_BLANK
+        if getattr(field, "exclusive_min", False):  # StrictFloatField(exclusive_min=True): value > minimum
+            schema["exclusiveMinimum"] = True  # OpenAPI 3.0: a flag on ``minimum``
+
     def _get_paginator(self):
         if getattr(self.view, "action", None) != "list":
             return None

@@ -3,7 +3,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, renderers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from api.core.artifacts import tenant_storage
@@ -31,7 +31,7 @@ class NDJSONRenderer(renderers.BaseRenderer):
 class _DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     model = Dataset
     kind: str
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]  # a file: multipart/form-data only
 
     def scope_queryset(self, queryset):
         queryset = queryset.filter(kind=self.kind)

@@ -1,5 +1,5 @@
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from api.jobs.kinds import KINDS
@@ -12,6 +12,28 @@ class JobCreateSerializer(serializers.Serializer):
     params = serializers.DictField(required=False, default=dict, help_text="Parameters of the kind; embed: "
                                    "{corpus|benchmark: id, embedder?: 'minilm'|'hashing'|'hashing:DIM', "
                                    "batch_size?: int}.")
+
+
+def _kind_request(name: str) -> type[serializers.Serializer]:
+    """``{"kind": name, "params": ...}`` with the kind's own params serializer (its bounds and choices)."""
+    params = KINDS[name].params_serializer
+    required = any(field.required for field in params().fields.values())
+    return type(f"{name.capitalize()}Job", (serializers.Serializer,), {
+        "kind": serializers.ChoiceField(choices=[name]),
+        "params": params(required=required, help_text=f"parameters of {name} (DESIGN.md section 3)"),
+        "__doc__": f"A {name} job."})
+
+
+#: What the schema documents as the body of ``POST /api/v1/jobs/`` (and a schedule's ``job_template``):
+#: one object per kind, told apart by ``kind``; :class:`JobCreateSerializer` validates the kind, the
+#: kind's params serializer the params (api/jobs/kinds/), so the two say the same.
+JOB_REQUEST = PolymorphicProxySerializer(component_name="JobCreate", resource_type_field_name="kind",
+                                         serializers={name: _kind_request(name) for name in sorted(KINDS)})
+
+
+@extend_schema_field(JOB_REQUEST)
+class JobTemplateSerializer(JobCreateSerializer):
+    """A job template inside another body (a schedule's), documented as :data:`JOB_REQUEST`."""
 
 
 class ProgressSerializer(serializers.Serializer):

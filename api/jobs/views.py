@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from api.core.views import TenantScopedViewSet
 from api.jobs import services
 from api.jobs.models import Job
-from api.jobs.serializers import JobCreateSerializer, JobSerializer
+from api.jobs.serializers import JOB_REQUEST, JobCreateSerializer, JobSerializer
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -17,7 +17,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
 
     query_filters = ("status", "kind")
 
-    @extend_schema(request=JobCreateSerializer, responses={202: JobSerializer})
+    @extend_schema(request=JOB_REQUEST, responses={202: JobSerializer})
     def create(self, request):
         form = JobCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)

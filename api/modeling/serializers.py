@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from api.core.fields import MAX_MODEL_PARAMETERS, BudgetField, StrictFloatField, check_budget
+from api.core.fields import MAX_MODEL_PARAMETERS, BudgetField, MixtureField, StrictFloatField, check_budget
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation.laws import MAX_BUDGET
 
@@ -11,18 +11,13 @@ MAX_METRIC = 1e12
 
 class PilotRunInputSerializer(serializers.Serializer):
     corpus = serializers.UUIDField()
-    mixture = serializers.DictField(child=serializers.JSONField(), help_text="{pool: weight}; pools are sources "
-                                    "or source/q0..q9 (quality deciles, q0 best); weights sum to 1")
-    size = StrictFloatField(min_value=0.0, max_value=MAX_BUDGET["tokens"],
+    mixture = MixtureField(help_text="{pool: weight}; pools are sources or source/q0..q9 (quality deciles, "
+                           "q0 best); weights sum to 1")
+    size = StrictFloatField(min_value=0.0, exclusive_min=True, max_value=MAX_BUDGET["tokens"],
                             help_text="samples (or tokens) seen in training; > 0, at most 1e15")
     metric = serializers.CharField(max_length=100)
     value = StrictFloatField(min_value=-MAX_METRIC, max_value=MAX_METRIC, help_text="|value| <= 1e12")
     higher_is_better = serializers.BooleanField(default=True)
-
-    def validate_size(self, value: float) -> float:
-        if value <= 0:
-            raise serializers.ValidationError(f"size must be a finite number > 0; got {value}")
-        return value
 
 
 class PilotRunSerializer(serializers.ModelSerializer):
@@ -51,7 +46,7 @@ class ManifestQuerySerializer(serializers.Serializer):
 
 class PredictionInputSerializer(serializers.Serializer):
     performance_model = serializers.UUIDField()
-    mixture = serializers.DictField(child=serializers.JSONField(), help_text="{pool: weight}, weights sum to 1")
+    mixture = MixtureField(help_text="{pool: weight}, weights sum to 1")
     budget = BudgetField(help_text="in budget_unit; > 0, at most 1e15 samples or tokens, 1e30 flops")
     budget_unit = serializers.ChoiceField(choices=["samples", "tokens", "flops"], default="samples")
     model_parameters = StrictFloatField(required=False, min_value=1.0, max_value=MAX_MODEL_PARAMETERS,

@@ -2,20 +2,30 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.core.fields import StrictIntegerField
-from api.jobs.serializers import JobCreateSerializer
+from api.jobs.serializers import JobCreateSerializer, JobTemplateSerializer
 from api.schedules.models import Schedule, ScheduleFiring
 from api.schedules.selectors import schedule_next_run
+
+
+#: Five fields separated by spaces (an empty cron, allowed too, means none).
+CRON_PATTERN = r"^\s*[^\s\x00]+(\s+[^\s\x00]+){4}\s*$"
+CRON_MAX_LENGTH = 100
+
+
+@extend_schema_field({"type": "string", "pattern": CRON_PATTERN, "maxLength": CRON_MAX_LENGTH})
+class CronField(serializers.CharField):
+    """A cron expression, documented with its shape; api.schedules.services.cron_fields checks it
+    (``invalid_cron``, naming the bad field: a finer answer than a pattern mismatch)."""
 
 
 class ScheduleInputSerializer(serializers.Serializer):
     """Exactly one of ``cron`` and ``interval_seconds``; ``job_template`` is what ``POST /jobs/`` takes."""
 
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    cron = serializers.CharField(required=False, allow_blank=True, max_length=100,
-                                 help_text="minute hour day-of-month month day-of-week, in UTC; e.g. '0 3 * * *'")
+    cron = CronField(required=False, allow_blank=True, max_length=CRON_MAX_LENGTH, help_text="minute hour day-of-month month day-of-week, in UTC; e.g. '0 3 * * *'")
     interval_seconds = StrictIntegerField(required=False, allow_null=True, min_value=1,
                                           help_text="fire every N seconds (instead of cron)")
-    job_template = JobCreateSerializer(help_text="{kind, params}: validated exactly like POST /api/v1/jobs/")
+    job_template = JobTemplateSerializer(help_text="{kind, params}: validated exactly like POST /api/v1/jobs/")
     enabled = serializers.BooleanField(required=False, default=True, help_text="false pauses the schedule")
 
     def validate_job_template(self, value: dict) -> dict:

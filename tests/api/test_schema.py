@@ -1,6 +1,6 @@
 """The OpenAPI schema (api/core/schema.py) documents what the API returns and reads.
 
-Fast checks of the documented shapes; tests/api/test_openapi_conformance.py fuzzes every
+Fast checks of the documented shapes; tests/api/test_schema_conformance.py fuzzes every
 operation against the same schema.
 """
 from __future__ import annotations
@@ -80,3 +80,27 @@ def test_optional_query_parameters_may_be_empty(schema):
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "query":
                 assert parameter.get("allowEmptyValue", False) is not parameter.get("required", False), label
+
+
+def test_positive_numbers_are_documented_and_validated_as_exclusive(schema, client_a):
+    components = schema["components"]["schemas"]
+    for component, field in (("PredictionInputRequest", "budget"), ("PilotRunInputRequest", "size"),
+                             ("MixtureParamsRequest", "budget")):
+        documented = components[component]["properties"][field]
+        assert (documented["minimum"], documented.get("exclusiveMinimum")) == (0.0, True), (component, documented)
+    corpus = upload(client_a, "corpora", "c.jsonl", small_corpus(6)).json()
+    run = {"corpus": corpus["id"], "mixture": {"alpha": 0.5, "beta": 0.5}, "metric": "m", "value": 1}
+    refused = client_a.post("/api/v1/pilot-runs/", {**run, "size": 0}, format="json")
+    assert refused.status_code == 400 and "greater than 0" in error_of(refused)["message"], refused.content
+    assert client_a.post("/api/v1/pilot-runs/", {**run, "size": 1e-9}, format="json").status_code == 201
+
+
+def test_json_bodies_are_json_and_uploads_multipart(schema, client_a):
+    bodies = {label: set(operation["requestBody"]["content"]) for label, operation in _operations(schema)
+              if "requestBody" in operation}
+    uploads = {"POST /api/v1/corpora/", "POST /api/v1/benchmarks/", "POST /api/v1/corpora/{id}/predictions/"}
+    assert {label for label, types in bodies.items() if types == {"multipart/form-data"}} == uploads
+    assert all(types == {"application/json"} for label, types in bodies.items() if label not in uploads)
+    assert all("415" in dict(_operations(schema))[label]["responses"] for label in bodies)
+    form = client_a.post("/api/v1/jobs/", {"kind": "embed"}, format="multipart")
+    assert form.status_code == 415 and error_of(form)["code"], form.content

@@ -1,7 +1,10 @@
 """``embed``: float16 embeddings and an exact FAISS part for every shard of a dataset."""
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from api.core.fields import StrictIntegerField
@@ -38,6 +41,21 @@ class EmbedderField(serializers.CharField):
         value = super().to_internal_value(data)
         embedder_spec(value)
         return value
+
+
+#: ``hashing:DIM`` with 8 <= DIM <= 4096 (leading zeros allowed, as ``int()`` reads them).
+HASHING_DIM = r"0*([89]|[1-9][0-9]{1,2}|[1-3][0-9]{3}|40[0-8][0-9]|409[0-6])"
+
+
+class EmbedderFieldSchema(OpenApiSerializerFieldExtension):
+    """Documents :class:`EmbedderField` as the names :func:`embedder_spec` accepts, the server's
+    ``EXTRA_EMBEDDERS`` included (read when the schema is generated)."""
+
+    target_class = EmbedderField
+
+    def map_serializer_field(self, auto_schema, direction):
+        names = "|".join(re.escape(name) for name in ("minilm", *sorted(settings.EXTRA_EMBEDDERS)))
+        return {"type": "string", "pattern": f"^({names}|hashing(:{HASHING_DIM})?)$", "default": DEFAULT_EMBEDDER}
 
 
 class EmbedParams(serializers.Serializer):
