@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -86,14 +85,13 @@ def reset_peak() -> bool:
 
 
 def machine() -> str:
+    """The versions of the libraries this benchmark measures."""
     import torch
 
     import sentence_transformers
 
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"sentence-transformers {sentence_transformers.__version__}, "
-            f"load average {os.getloadavg()[0]:.2f} at start")
+    return (f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"sentence-transformers {sentence_transformers.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from curation.storage import Keys, LocalStorage
 
     texts, origin = load_texts(args.corpus, args.docs)
-    print(f"Machine: {machine()}", flush=True)
+    run = Run(f"Embed: {machine()}")
     print(f"Texts: {len(texts)} from {origin}, mean {sum(map(len, texts)) / len(texts):.0f} chars", flush=True)
     rss_imports = rss_mb()
 
@@ -237,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     met = ratio_paired >= AIM_RATIO
     print(f"\nAim: ours/baseline >= {AIM_RATIO} -> median paired {ratio_paired:.2f} (best-of rounds {ratio_best:.2f}): "
           f"{'MET' if met else 'MISSED'}")
+    run.finish()
     return 0 if met or not args.strict else 1
 
 
