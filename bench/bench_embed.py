@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
+from harness import Run, reset_peak  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,16 +72,6 @@ def rss_mb(field: str = "VmRSS") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024 / MB
     return float("nan")
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def machine() -> str:
