@@ -43,11 +43,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
+from harness import Run, shared_data_dir  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "ag_news_test.jsonl"
+CORPUS = shared_data_dir() / "corpora" / "ag_news_test.jsonl"
 AIM_DOCS_PER_S = 50_000
 AIM_RATIO = 0.9
 DIM = 384

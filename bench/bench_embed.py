@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from harness import Run, reset_peak  # bench/harness.py, beside this script: machine, libraries, threads, load
+from harness import Run, reset_peak, shared_data_dir  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "ag_news_test.jsonl"
+DEFAULT_CORPUS = shared_data_dir() / "corpora" / "ag_news_test.jsonl"
 MB = 10**6
 AIM_RATIO = 0.9
 

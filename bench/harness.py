@@ -40,6 +40,12 @@ def cpu_and_ram() -> str:
     return f"{os.cpu_count()} CPU ({cpu}), {ram:.1f} GiB RAM"
 
 
+def shared_data_dir() -> Path:
+    """The real datasets: ``$SHARED_DATA_DIR`` if set, else ``../shared/data`` next to the repository."""
+    configured = os.environ.get("SHARED_DATA_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def libraries() -> list[str]:
     """One line per thread pool loaded: ``"blas openblas 0.3.31 (SkylakeX, pthreads) in numpy.libs: 2 threads"``."""
     from threadpoolctl import threadpool_info
