@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
 import shutil
@@ -45,11 +43,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run, shared_data_dir  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "ag_news_test.jsonl"
+CORPUS = shared_data_dir() / "corpora" / "ag_news_test.jsonl"
 AIM_DOCS_PER_S = 50_000
 AIM_RATIO = 0.9
 DIM = 384
@@ -184,13 +182,12 @@ def run_child(*args: str) -> dict:
 # --------------------------------------------------------------------------- main
 
 def machine() -> str:
+    """The versions of the libraries this benchmark measures."""
     from importlib.metadata import version
 
     import faiss
 
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"fasttext-numpy2 {version('fasttext-numpy2')}, faiss {faiss.__version__}, numpy {np.__version__}, "
-            f"load average {os.getloadavg()[0]:.2f} at start")
+    return (f"fasttext-numpy2 {version('fasttext-numpy2')}, faiss {faiss.__version__}, numpy {np.__version__}")
 
 
 def train_model(path: Path, seed: int) -> dict:
@@ -227,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(child_rank(int(rest[0]), args.targets, args.threads, args.seed)))
         return 0
 
-    print(f"Machine: {machine()}", flush=True)
+    run = Run(f"BETR scoring and ranking: {machine()}")
     work = Path(tempfile.mkdtemp(prefix="bench-betr-"))
     try:
         model = work / "betr.bin"
@@ -284,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     met = rate >= AIM_DOCS_PER_S and largest["paired"] >= AIM_RATIO
     print(f"\nAim at {size:,} documents: >= {AIM_DOCS_PER_S:,} docs per CPU-s on one core and ours/raw >= "
           f"{AIM_RATIO} (median paired) -> {rate:,.0f}, {largest['paired']:.2f}: {'MET' if met else 'MISSED'}")
+    run.finish()
     return 0
 
 

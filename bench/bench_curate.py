@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +49,7 @@ def main() -> None:
     if args.child:
         child(int(args.child[0]), args.child[1], Path(args.child[2]))
         return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-          f"embedder {args.embedder}")
+    run = Run(f"Curate end to end: embedder {args.embedder}")
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
@@ -66,6 +66,7 @@ def main() -> None:
         total = sum(timings.values())
         print(f"| {size:,} | " + " | ".join(f"{timings[s]:.1f}" for s in steps)
               + f" | {total:.1f} | {size / total:,.0f} | {peak:,.0f} |")
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run, reset_peak, shared_data_dir  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -43,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpora" / "ag_news_test.jsonl"
+DEFAULT_CORPUS = shared_data_dir() / "corpora" / "ag_news_test.jsonl"
 MB = 10**6
 AIM_RATIO = 0.9
 
@@ -75,25 +74,14 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def machine() -> str:
+    """The versions of the libraries this benchmark measures."""
     import torch
 
     import sentence_transformers
 
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"sentence-transformers {sentence_transformers.__version__}, "
-            f"load average {os.getloadavg()[0]:.2f} at start")
+    return (f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"sentence-transformers {sentence_transformers.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from curation.storage import Keys, LocalStorage
 
     texts, origin = load_texts(args.corpus, args.docs)
-    print(f"Machine: {machine()}", flush=True)
+    run = Run(f"Embed: {machine()}")
     print(f"Texts: {len(texts)} from {origin}, mean {sum(map(len, texts)) / len(texts):.0f} chars", flush=True)
     rss_imports = rss_mb()
 
@@ -237,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     met = ratio_paired >= AIM_RATIO
     print(f"\nAim: ours/baseline >= {AIM_RATIO} -> median paired {ratio_paired:.2f} (best-of rounds {ratio_best:.2f}): "
           f"{'MET' if met else 'MISSED'}")
+    run.finish()
     return 0 if met or not args.strict else 1
 
 

@@ -23,7 +23,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -179,11 +178,10 @@ def run_child(mode: str, path: Path, out_dir: Path) -> dict:
 # --------------------------------------------------------------------------- main
 
 def machine() -> str:
+    """The versions of the libraries this benchmark measures."""
     import pyarrow
 
-    load = os.getloadavg()[0]
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"pyarrow {pyarrow.__version__}, load average {load:.2f} at start")
+    return f"pyarrow {pyarrow.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    print(f"Machine: {machine()}", flush=True)
+    run = Run(f"Ingest: {machine()}")
     rows, notes = [], []
     baseline_per_mb: float | None = None  # baseline peak RSS growth per input MB, for the skip estimate
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.tmp))
@@ -276,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     met = mbps >= AIM_MBPS and peak < AIM_RSS_MB
     print(f"\nAim at {sizes[-1]} MB: >= {AIM_MBPS:.0f} MB/s and peak RSS < {AIM_RSS_MB:.0f} MB -> "
           f"{mbps:.1f} MB/s, {peak:.0f} MB: {'MET' if met else 'MISSED'}")
+    run.finish()
     return 0 if met or not args.strict else 1
 
 

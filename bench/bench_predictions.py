@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,8 +116,7 @@ def main() -> None:
     server.shutdown()
     ms = np.array(latencies) * 1e3
     direct_ms = np.array(direct) * 1e3
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average "
-          f"{os.getloadavg()[0]:.2f}; {args.pools} pools; {args.requests} sequential requests, SQLite")
+    run = Run(f"Predictions: {args.pools} pools; {args.requests} sequential requests, SQLite")
     print("| path | p50 ms | p90 ms | p99 ms | max ms | requests/s |")
     print("|---|---|---|---|---|---|")
     for label, values, seconds in (("POST /api/v1/predictions/", ms, wall),
@@ -124,6 +124,7 @@ def main() -> None:
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         print(f"| {label} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {values.max():.2f} | {len(values) / seconds:,.0f} |")
     print(f"ratio p50 (server / in-process): {np.median(ms) / np.median(direct_ms):.1f}x")
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ same mixture. For every size (default 10k, 100k, 1M), in one fresh Python proces
 Top-k (``k = 10`` for each of the queries, over all ``n`` keys):
 
 - ``ours``: ``kernels.topk.cosine_topk(queries, keys, 10)`` (numpy in: FAISS per key block);
-- ``faiss``: ``faiss.IndexFlatIP`` (``add`` then ``search``; only ``search`` is timed);
+- ``faiss``: ``faiss.IndexFlatIP`` (``add`` once before the rounds; ``search`` is timed);
 - ``numpy``: ``queries @ keys.T`` then ``np.argpartition`` + sort of the k best, on the whole
   (q x n) matrix, or on query chunks where that matrix would exceed ``--numpy-max-mb``.
 
@@ -23,8 +23,9 @@ Spherical k-means (``--clusters`` clusters, ``--iters`` iterations, one initiali
   Above ``--sklearn-max`` points (default 100k) it is skipped, with a note: at one thread it
   takes ~30 s a round at 100k, so ~5 min a round at 1M.
 
-Every call runs ``--rounds`` times (``--large-rounds`` from 1M), the order of the methods rotating
-between rounds; the best time is reported. Peak RSS is the process's ``VmHWM``, reset
+Every call runs ``--rounds`` times (``--large-rounds`` from 1M), interleaved by :mod:`harness`
+(the order of the methods rotating between rounds); the median time and the median paired
+ratio are reported, with the libraries, their threads and the load (flagged above the core count). Peak RSS is the process's ``VmHWM``, reset
 through ``/proc/self/clear_refs`` before each call (the bench_embed/bench_sinkhorn approach,
 with one fresh process per size as in bench_ingest); "Δ RSS" is that peak minus the RSS
 before the call, i.e. the method's own working memory beyond the resident data.
@@ -48,14 +49,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_embed import reset_peak, rss_mb  # the VmRSS / VmHWM helpers (run as a script: bench/ is on sys.path)
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run, interleave, rss_mb  # bench/harness.py (run as a script: bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -101,12 +100,11 @@ def topk_methods(queries, keys, numpy_max_mb: float):
     def ours():
         return cosine_topk(queries, keys, K).indices
 
+    index = faiss.IndexFlatIP(keys.shape[1])  # built once, outside the timed calls: only search is timed
+    index.add(keys)
+
     def flat():
-        index = faiss.IndexFlatIP(keys.shape[1])
-        index.add(keys)
-        started = time.perf_counter()
-        indices = index.search(queries, K)[1]
-        return indices, time.perf_counter() - started
+        return index.search(queries, K)[1]
 
     # the whole (q x n) float32 product, its argpartition (int64) and a temporary copy
     chunk = max(1, min(len(queries), int(numpy_max_mb * MB / (16 * len(keys)))))
@@ -181,42 +179,30 @@ def _child(n: int, args: argparse.Namespace) -> dict:
     generated = time.perf_counter() - started
     rss_data = rss_mb()
     rounds = args.rounds if n < 1_000_000 else args.large_rounds
-    can_reset = reset_peak()
-    results: dict = {"n": n, "generate_s": generated, "rss_data_mb": rss_data, "rounds": rounds,
-                     "can_reset": can_reset, "notes": []}
+    run = Run(f"n = {n:,}", quiet=True)
+    results: dict = {"n": n, "generate_s": generated, "rss_data_mb": rss_data, "rounds": rounds, "notes": []}
     tasks = {"topk": topk_methods(queries, keys, args.numpy_max_mb)}
     if not args.no_kmeans:
         tasks["kmeans"] = kmeans_methods(keys, args.clusters, args.iters, args.sklearn_max)
     for task, (methods, note) in tasks.items():
         if note:
             results["notes"].append(note)
-        names = list(methods)
-        runs = {name: {"seconds": [], "peak_mb": 0.0, "delta_mb": 0.0} for name in names}
-        outputs = {}
-        for round_ in range(rounds):
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-                before = rss_mb()
-                reset_peak()
-                started = time.perf_counter()
-                output = methods[name]()
-                seconds = time.perf_counter() - started
-                if name == "faiss" and task == "topk":  # (result, the time of search alone)
-                    output, seconds = output
-                peak = rss_mb("VmHWM")
-                runs[name]["seconds"].append(seconds)
-                runs[name]["peak_mb"] = max(runs[name]["peak_mb"], peak)
-                runs[name]["delta_mb"] = max(runs[name]["delta_mb"], peak - before)
-                outputs[name] = output
-                print(f"  n={n:,} {task} {name}: {seconds:.2f}s, peak {peak:.0f} MB, "
-                      f"load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
-        for name in names:
+        compared = interleave(methods, rounds=rounds, run=run,
+                              log=lambda line: print(f"  n={n:,} {task} {line}", file=sys.stderr, flush=True))
+        runs = {}
+        for name in methods:
+            output = compared.result(name)
             if task == "topk":
-                exact = outputs["faiss"]
-                quality = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(outputs[name], exact)]))
+                exact = compared.result("faiss")
+                quality = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(output, exact)]))
             else:
-                quality = spherical_objective(keys, *outputs[name])
-            runs[name]["quality"] = quality
+                quality = spherical_objective(keys, *output)
+            runs[name] = {"seconds": compared.seconds(name), "median_s": compared.median_s(name),
+                          "paired": None if name == "ours" else compared.paired_ratio(name, "ours"),
+                          "peak_mb": max(m.peak_mb for m in compared.runs[name]),
+                          "delta_mb": compared.peak_above_mb(name), "quality": quality}
         results[task] = runs
+    results["load"] = run.finish()
     return results
 
 
@@ -229,19 +215,6 @@ def run_child(n: int, argv: list[str]) -> dict:
 
 
 # --------------------------------------------------------------------------- main
-
-def machine() -> str:
-    import faiss
-    import numpy
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    pools = ", ".join(sorted({f"{p['internal_api']} ({Path(p['filepath']).name})" for p in threadpool_info()}))
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"numpy {numpy.__version__}, faiss {faiss.__version__}, scikit-learn {sklearn.__version__}; "
-            f"thread pools: {pools}; "
-            f"load average {os.getloadavg()[0]:.2f} at start")
-
 
 LABELS = {
     ("topk", "ours"): "ours: `kernels.topk.cosine_topk`",
@@ -275,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    print(f"Machine: {machine()}", flush=True)
+    import faiss
+    import numpy
+    import sklearn
+
+    header = Run(f"Search and clustering: numpy {numpy.__version__}, faiss {faiss.__version__}, "
+                 f"scikit-learn {sklearn.__version__}")
+    print(f"Every pool is limited to {args.threads} thread(s) in the measuring processes.", flush=True)
     passed = list(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     results = []
@@ -284,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_child(n, passed))
     total = time.perf_counter() - started
 
-    print("\n| task | n | method | time (s) | docs/s | peak RSS (MB) | Δ RSS (MB) | speed-up of ours vs this | quality |")
+    print("\n| task | n | method | time (s) | docs/s | peak RSS (MiB) | Δ RSS (MiB) | speed-up of ours vs this | quality |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     ratios: dict[tuple[str, str], list[float]] = {}
     for result in results:
@@ -292,28 +271,27 @@ def main(argv: list[str] | None = None) -> int:
             if task not in result:
                 continue
             runs = result[task]
-            ours = min(runs["ours"]["seconds"])
             for name, run in runs.items():
-                best = min(run["seconds"])
-                ratio = best / ours
+                median, ratio = run["median_s"], run["paired"]
                 if name != "ours":
                     ratios.setdefault((task, name), []).append(ratio)
                 quality = f"{run['quality']:.3f}" if task == "topk" else f"{run['quality']:.4f}"
                 print(f"| {'top-k' if task == 'topk' else 'k-means'} | {result['n']:,} | {LABELS[task, name]} "
-                      f"| {best:.2f} | {result['n'] / best:,.0f} | {run['peak_mb']:.0f} | {run['delta_mb']:.0f} "
+                      f"| {median:.2f} | {result['n'] / median:,.0f} | {run['peak_mb']:.0f} | {run['delta_mb']:.0f} "
                       f"| {'–' if name == 'ours' else f'{ratio:.2f}'} | {quality} |")
     rounds = ", ".join(f"{r['n']:,}: {r['rounds']}" for r in results)
     print(f"\n{args.threads} thread(s) in every BLAS / OpenMP pool, for every method. d = {DIM}; top-k: {args.queries} queries, k = {K}, docs/s = keys scanned per second for the whole "
-          f"query batch; k-means: {args.clusters} clusters, {args.iters} iterations, one initialisation. Time = best "
-          f"of the rounds (n: rounds = {rounds}). Speed-up = that method's time / ours (> 1: ours is faster). "
+          f"query batch; k-means: {args.clusters} clusters, {args.iters} iterations, one initialisation. Time = median "
+          f"of the interleaved rounds (n: rounds = {rounds}). Speed-up = median over rounds of that method's time / "
+          f"ours in the same round (> 1: ours is faster). "
           f"Peak RSS = VmHWM during the call; Δ RSS = peak - RSS before it (data resident: "
           + ", ".join(f"{r['rss_data_mb']:.0f} MB at {r['n']:,}" for r in results)
           + f"). Quality: top-k recall@10 against IndexFlatIP; k-means mean 1 - cos to the own centroid. "
           f"Total {total / 60:.1f} min.")
     for note in sorted({note for r in results for note in r["notes"]}):
         print(f"Note: {note}.")
-    if not all(r["can_reset"] for r in results):
-        print("Note: VmHWM could not be reset; peaks are cumulative within each size's process.")
+    for result in results:
+        print(f"n = {result['n']:,}: {result['load']}")
 
     verdicts = []
     for (task, name), values in sorted(ratios.items()):
@@ -323,10 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Aim {task} vs {name}: speed-up >= {aim} at every size -> "
               f"{', '.join(f'{v:.2f}' for v in values)}: {'MET' if met else 'MISSED'}")
     for task in ("topk", "kmeans"):
-        rates = [(r["n"], r["n"] / min(r[task]["ours"]["seconds"])) for r in results if task in r]
+        rates = [(r["n"], r["n"] / r[task]["ours"]["median_s"]) for r in results if task in r]
         if len(rates) > 1:
             print(f"Growth {task}: ours docs/s " + " -> ".join(f"{rate:,.0f} (n={n:,})" for n, rate in rates)
                   + f"; largest/smallest rate {rates[-1][1] / rates[0][1]:.2f} (1.00 = linear time)")
+    header.finish()
     return 0 if all(verdicts) or not args.strict else 1
 
 

@@ -38,15 +38,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_and_ram  # bench/machine.py, beside this script
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -149,10 +147,10 @@ def best_of(runs: list[dict]) -> dict:
 
 
 def machine() -> str:
+    """The versions of the libraries this benchmark measures."""
     import faiss
 
-    return (f"{cpu_and_ram()}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, faiss {faiss.__version__}, load average {os.getloadavg()[0]:.2f} at start")
+    return (f"numpy {np.__version__}, faiss {faiss.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(mode, int(n), int(k), float(eps), int(threads))))
         return 0
 
-    print(f"Machine: {machine()}; threads per run: {args.threads or 'library defaults'}", flush=True)
+    run = Run(f"SemDeDup: {machine()}")
+    print(f"Threads per run: {args.threads or 'library defaults'}", flush=True)
     rows = []
     for config in args.configs.split(","):
         n, per_cluster = (int(part) for part in config.split(":"))
@@ -200,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nKept (both methods, identical documents): "
           + ", ".join(f"{ours['kept']:,} of {n:,} at k = {k:,}" for n, k, ours, _ in rows)
           + f"; eps = {args.eps}, {DUPLICATE_SHARE:.0%} planted near-duplicates.")
+    run.finish()
     return 0
 
 

@@ -1,38 +1,33 @@
-"""Sinkhorn benchmark: ``kernels.sinkhorn.solve`` against POT's numpy ``sinkhorn_log``.
+"""Sinkhorn benchmark: ``kernels.sinkhorn.solve`` against POT's fastest method on the same problem.
 
 The problem is the one :func:`curation.ot.embedding_distance` solves by default: two
 clouds of n = m points in dimension 384 (20 Gaussian clusters, L2-normalised, the target
-shifted), cosine cost (``--metric``), uniform weights, ``reg = 0.05`` (``--reg``),
-tolerance 1e-6 (``--tol``) on the L2 column-marginal error (POT's rule, checked by both).
-In the same process and on the same float64 cost matrix:
+shifted), cosine cost, uniform weights, ``reg = 0.05``, tolerance 1e-6 on the L2
+column-marginal error (POT's stopping rule, which both solvers check), float64. On the
+same cost matrix, interleaved in rounds by :mod:`harness` (medians, median paired ratio):
 
-- ``pot``: ``ot.sinkhorn2(a, b, M, reg, method="sinkhorn_log", stopThr=tol)`` (numpy);
 - ``ours``: ``solve(a, b, cost=torch.from_numpy(M), reg=reg, tol=tol)``;
-- ``ours f32``: the same on the float32 cost.
+- ``pot sinkhorn``: ``ot.sinkhorn2(a, b, M, reg, method="sinkhorn", stopThr=tol)`` (numpy, the
+  scaling-domain algorithm ours also iterates);
+- ``pot sinkhorn_log``: the same with ``method="sinkhorn_log"`` (numpy; up to ``--log-max``
+  points, default 1,000, and in the batch: it costs two passes of exponentials per iteration);
+- ``pot torch``: ``ot.sinkhorn2`` with ``method="sinkhorn"`` on the torch tensors ours reads.
 
-POT's numpy solver costs seconds per iteration from n = 5k on a small machine, so above
-``--pot-full-max`` it runs only ``--pot-iters`` iterations: that row reports its time per
-iteration, the speed-up is then the ratio of times per iteration, and there is no value
-to compare.
+Every POT result is checked against ours (relative difference of the value). Then: a batch
+of ``--batch`` problems of ``--batch-n`` points in one call against a loop of POT's fastest
+method; a clustered problem that needs many iterations (MiniLM embeddings of AG News
+against SciQ from ``var/test-cache`` when the test suite has cached them, else tight
+synthetic clusters; ``reg = 0.01``); and the ``online`` method's memory on ``--online-n``
+points (float32, ``--online-iters`` iterations).
 
-Then batched throughput (B problems of 256 x 256 in one call, against a loop of single
-calls and of POT) and the ``online`` method on 50k x 50k float32 points, which never
-stores the 50k x 50k cost (capped at ``--online-iters`` iterations to bound the run).
-
-Time is wall-clock of one run after a small warm-up; memory is the process's peak RSS
-(``VmHWM``, reset before each measurement through ``/proc/self/clear_refs``) above the
-RSS before it. The machine's cores may be shared: the load average is printed.
-
-    .venv/bin/python bench/bench_sinkhorn.py                    # about 45 minutes on 2 cores (POT at 5k: 25)
-    .venv/bin/python bench/bench_sinkhorn.py --sizes 1000 --online-n 5000 --online-iters 3
+    .venv/bin/python bench/bench_sinkhorn.py                      # ~6 minutes on 2 cores
+    .venv/bin/python bench/bench_sinkhorn.py --log-max 2000       # sinkhorn_log at 2k too: ~14 minutes
+    .venv/bin/python bench/bench_sinkhorn.py --sizes 1000 --online-n 0
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,146 +35,163 @@ import ot
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import Run, interleave, measure  # noqa: E402  (bench/ is on sys.path: run as a script)
 from kernels.sinkhorn import solve  # noqa: E402
 
 DIM, REG, TOL, METRIC = 384, 0.05, 1e-6, "cosine"
+CACHE = Path(__file__).resolve().parent.parent / "var" / "test-cache"
 
 
-def clouds(n: int, seed: int, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def clouds(n: int, seed: int, dtype=np.float64, spread: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(20, DIM))
 
     def draw(shift):
-        x = centres[rng.integers(0, 20, n)] + 0.7 * rng.normal(size=(n, DIM)) + shift
+        x = centres[rng.integers(0, 20, n)] + spread * rng.normal(size=(n, DIM)) + shift
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
 
     return draw(0.0), draw(0.05)
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    return 0
+def pot_methods(a, b, cost, reg, tol, *, with_log: bool) -> dict:
+    """POT's methods on the same problem, each returning ``(value, iterations)``."""
+    def numpy_method(method):
+        def call():
+            value, log = ot.sinkhorn2(a, b, cost, reg, method=method, stopThr=tol, numItermax=100000, log=True,
+                                      warn=False)
+            return float(value), int(log["niter"]) + 1
+        return call
+
+    a_t, b_t, cost_t = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(cost)
+
+    def torch_method():
+        value, log = ot.sinkhorn2(a_t, b_t, cost_t, reg, method="sinkhorn", stopThr=tol, numItermax=100000,
+                                  log=True, warn=False)
+        return float(value), int(log["niter"]) + 1
+
+    methods = {"pot sinkhorn": numpy_method("sinkhorn"), "pot torch": torch_method}
+    if with_log:
+        methods["pot sinkhorn_log"] = numpy_method("sinkhorn_log")
+    return methods
 
 
-def measure(fn):
-    """(result, seconds, peak RSS above the RSS before, bytes)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass
-    before = _status("VmRSS:")
-    start = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - start
-    return result, seconds, max(_status("VmHWM:") - before, 0)
+def compare(run: Run, a, b, cost, reg: float, tol: float, rounds: int, with_log: bool, label: str) -> None:
+    """One problem: ours and POT's methods interleaved; one table row per method."""
+    cost_t = torch.from_numpy(cost)
+
+    def ours():
+        res = solve(torch.from_numpy(a), torch.from_numpy(b), cost=cost_t, reg=reg, tol=tol, max_iter=100000)
+        return float(res.value), res.n_iter
+
+    methods = {"ours": ours, **pot_methods(a, b, cost, reg, tol, with_log=with_log)}
+    result = interleave(methods, rounds=rounds, run=run, warmup=False,
+                        log=lambda line: print(f"  {label}: {line}", file=sys.stderr, flush=True))
+    ours_value = result.result("ours")[0]
+    pot_names = [name for name in methods if name != "ours"]
+    fastest = min(pot_names, key=result.median_s)
+    for name in methods:
+        value, iters = result.result(name)
+        diff = "–" if name == "ours" else f"{abs(value - ours_value) / abs(ours_value):.1e}"
+        ratio = "–" if name == "ours" else f"{result.paired_ratio(name, 'ours'):.2f}"
+        print(f"| {label} | {name}{' (fastest POT)' if name == fastest else ''} | {result.median_s(name):.3f} "
+              f"| {result.best_s(name):.3f} | {iters} | {result.peak_above_mb(name):,.0f} | {ratio} | {diff} |",
+              flush=True)
 
 
-def mib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:,.0f}"
+def header(title: str) -> None:
+    print(f"\n## {title}\n\n| problem | method | median s | best s | iterations | peak MiB above start "
+          "| speed-up of ours (median paired) | rel. value diff to ours |\n|---|---|---:|---:|---:|---:|---:|---:|")
 
 
-def problem_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return ot.dist(x, y, metric=METRIC)
-
-
-def dense_table(sizes: list[int], pot_full_max: int, pot_iters: int) -> None:
-    print(f"\n## Dense: n = m points, d = {DIM}, {METRIC} cost, reg = {REG}, tol = {TOL:g} (float64)\n")
-    print("| n | POT sinkhorn_log s | POT iters | POT s / iter | POT peak MiB | ours s | ours iters | ours s / iter "
-          "| ours peak MiB | speed-up | rel. value diff | ours f32 s | ours f32 iters |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def dense(run: Run, sizes: list[int], log_max: int, rounds: int) -> None:
+    header(f"Dense: n = m points, d = {DIM}, {METRIC} cost, reg = {REG}, tol = {TOL:g} (float64)")
     for n in sizes:
         x, y = clouds(n, seed=n)
-        cost = problem_cost(x, y)
-        a = b = np.full(n, 1.0 / n)
-        cost_t = torch.from_numpy(cost)
-        solve(a[:50], b[:50], cost=cost_t[:50, :50], reg=REG, tol=TOL)  # warm-up
-        full = n <= pot_full_max
-        (pot_value, log), pot_s, pot_mem = measure(lambda: ot.sinkhorn2(
-            a, b, cost, REG, method="sinkhorn_log", stopThr=TOL if full else 0.0,
-            numItermax=10000 if full else pot_iters, log=True, warn=False))
-        pot_n = log["niter"] + 1 if full else pot_iters
-        res, ours_s, ours_mem = measure(lambda: solve(a, b, cost=cost_t, reg=REG, tol=TOL, max_iter=10000))
-        cost32 = cost_t.float()
-        res32, f32_s, _ = measure(lambda: solve(cost=cost32, reg=REG, tol=TOL, max_iter=10000))
-        if full:
-            speed_up = f"{pot_s / ours_s:.1f}x"
-            diff = f"{abs(float(res.value) - float(pot_value)) / abs(float(pot_value)):.1e}"
-        else:
-            speed_up = f"{(pot_s / pot_n) / (ours_s / res.n_iter):.1f}x per iter"
-            diff = "n/a (POT capped)"
-        print(f"| {n:,} | {pot_s:.2f} | {pot_n}{'' if full else ' (cap)'} | {pot_s / pot_n:.3f} | {mib(pot_mem)} "
-              f"| {ours_s:.2f} | {res.n_iter} | {ours_s / res.n_iter:.4f} | {mib(ours_mem)} | {speed_up} | {diff} "
-              f"| {f32_s:.2f} | {res32.n_iter} |", flush=True)
-        del cost, cost_t, cost32
+        cost = ot.dist(x, y, metric=METRIC)
+        a = np.full(n, 1.0 / n)
+        compare(run, a, a, cost, REG, TOL, rounds if n < 5000 else max(1, rounds // 2), n <= log_max, f"n = {n:,}")
 
 
-def batched_table(batch: int, n: int) -> None:
-    print(f"\n## Batched: {batch} problems of {n} x {n}, d = {DIM}, {METRIC} cost, reg = {REG}, "
-          f"tol = {TOL:g} (float64)\n")
+def clustered(run: Run, n: int, rounds: int, log_max: int) -> None:
+    """Many iterations: reg 0.01 on clustered real embeddings (cached MiniLM) or tight synthetic clusters."""
+    news = sorted(CACHE.glob("ag_news_test-*-minilm-*.npy"))
+    sciq = sorted(CACHE.glob("sciq_test-*-minilm-*.npy"))
+    if news and sciq:
+        x, y = np.load(news[0])[:n].astype(np.float64), np.load(sciq[0])[:n].astype(np.float64)
+        source = f"MiniLM embeddings: AG News (first {len(x):,}) vs SciQ (first {len(y):,})"
+    else:
+        x, y = clouds(n, seed=3, spread=0.2)
+        source = f"synthetic tight clusters, {n:,} x {n:,} (no cached MiniLM embeddings in {CACHE})"
+    cost = ot.dist(x, y, metric=METRIC)
+    a, b = np.full(len(x), 1.0 / len(x)), np.full(len(y), 1.0 / len(y))
+    header(f"Clustered, many iterations: {source}, {METRIC} cost, reg = 0.01, tol = {TOL:g} (float64)")
+    compare(run, a, b, cost, 0.01, TOL, rounds, max(len(x), len(y)) <= log_max, f"{len(x):,} x {len(y):,}, reg 0.01")
+
+
+def batched(run: Run, batch: int, n: int, rounds: int) -> None:
     pairs = [clouds(n, seed=1000 + k) for k in range(batch)]
-    costs = np.stack([problem_cost(x, y) for x, y in pairs])
+    costs = np.stack([ot.dist(x, y, metric=METRIC) for x, y in pairs])
     costs_t = torch.from_numpy(costs)
-    solve(cost=costs_t[:2], reg=REG, tol=TOL)  # warm-up
-    res, batched_s, _ = measure(lambda: solve(cost=costs_t, reg=REG, tol=TOL, max_iter=10000))
-    _, loop_s, _ = measure(lambda: [solve(cost=costs_t[k], reg=REG, tol=TOL, max_iter=10000) for k in range(batch)])
     a = np.full(n, 1.0 / n)
-    pot_values, pot_s, _ = measure(lambda: [ot.sinkhorn2(a, a, costs[k], REG, method="sinkhorn_log", stopThr=TOL,
-                                                         numItermax=10000) for k in range(batch)])
-    pot_values = np.array([float(v) for v in pot_values])
-    diff = np.max(np.abs(res.value.numpy() - pot_values) / np.abs(pot_values))
-    print("| way | problems/s |\n|---|---|")
-    print(f"| ours, one batched call | {batch / batched_s:.1f} |")
-    print(f"| ours, loop of single calls | {batch / loop_s:.1f} |")
-    print(f"| POT sinkhorn_log, loop | {batch / pot_s:.1f} |")
-    print(f"\nlargest relative value difference batched vs POT: {diff:.1e}")
+
+    def pot_loop(method):
+        return lambda: np.array([float(ot.sinkhorn2(a, a, costs[k], REG, method=method, stopThr=TOL,
+                                                    numItermax=100000)) for k in range(batch)])
+
+    result = interleave({
+        "ours, one batched call": lambda: solve(cost=costs_t, reg=REG, tol=TOL, max_iter=100000).value.numpy(),
+        "ours, loop of single calls": lambda: np.array([float(solve(cost=costs_t[k], reg=REG, tol=TOL,
+                                                                     max_iter=100000).value) for k in range(batch)]),
+        "pot sinkhorn, loop": pot_loop("sinkhorn"),
+        "pot sinkhorn_log, loop": pot_loop("sinkhorn_log"),
+    }, rounds=rounds, run=run, log=lambda line: print(f"  batch: {line}", file=sys.stderr, flush=True))
+    ours = result.result("ours, one batched call")
+    print(f"\n## Batched: {batch} problems of {n} x {n}, d = {DIM}, {METRIC} cost, reg = {REG}, tol = {TOL:g} "
+          f"(float64)\n\n| way | median s | problems/s | speed-up of the batched call (median paired) "
+          "| largest rel. value diff to the batched call |\n|---|---:|---:|---:|---:|")
+    for name in result.runs:
+        values = result.result(name)
+        ratio = "–" if name.startswith("ours, one") else f"{result.paired_ratio(name, 'ours, one batched call'):.2f}"
+        print(f"| {name} | {result.median_s(name):.2f} | {batch / result.median_s(name):.1f} | {ratio} "
+              f"| {np.max(np.abs(values - ours) / np.abs(ours)):.1e} |")
 
 
-def online_table(n: int, iters: int) -> None:
-    print(f"\n## Online: {n:,} x {n:,} points, d = {DIM}, float32, {METRIC} cost, reg = {REG}, tol = {TOL:g}, "
-          f"at most {iters} iterations\n")
+def online(run: Run, n: int, iters: int) -> None:
     x, y = clouds(n, seed=7, dtype=np.float32)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    dense_bytes = n * n * 4
-    res, seconds, peak = measure(lambda: solve(x=xt, y=yt, metric=METRIC, reg=REG, tol=TOL, max_iter=iters,
-                                               method="online", warn=False))
-    print("| n | time s | s / iteration | iterations | converged | marginal error | peak RSS above start MiB "
-          "| one dense n x n float32 MiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {n:,} | {seconds:.1f} | {seconds / res.n_iter:.1f} | {res.n_iter} | {res.converged} | "
-          f"{float(res.marginal_error):.1e} | {mib(peak)} | {mib(dense_bytes)} |")
-    print(f"\nvalue <P, C> = {float(res.value):.6f}; process peak RSS (VmHWM) {mib(_status('VmHWM:'))} MiB")
+    m = measure(lambda: solve(x=xt, y=yt, metric=METRIC, reg=REG, tol=TOL, max_iter=iters, method="online",
+                              warn=False))
+    run.note_load()
+    res = m.result
+    print(f"\n## Online: {n:,} x {n:,} points, d = {DIM}, float32, {METRIC} cost, reg = {REG}, "
+          f"{iters} iteration(s)\n\n| n | time s | iterations | marginal error | peak RSS above start MiB "
+          "| one dense n x n float32 MiB |\n|---|---:|---:|---:|---:|---:|")
+    print(f"| {n:,} | {m.seconds:.1f} | {res.n_iter} | {float(res.marginal_error):.1e} | {m.peak_above_mb:,.0f} "
+          f"| {n * n * 4 / 2**20:,.0f} |")
 
 
 def main() -> None:
-    global REG, TOL, METRIC
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 5000, 10000],
-                        help="dense problem sizes (none: skip the dense table)")
-    parser.add_argument("--tol", type=float, default=TOL, help="marginal-error tolerance of both solvers")
-    parser.add_argument("--reg", type=float, default=REG, help="entropic regularisation")
-    parser.add_argument("--metric", choices=["cosine", "sqeuclidean"], default=METRIC)
-    parser.add_argument("--pot-full-max", type=int, default=5000,
-                        help="largest n at which POT runs to convergence")
-    parser.add_argument("--pot-iters", type=int, default=20, help="POT's iterations above --pot-full-max")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 5000], help="dense sizes")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (half of them from n = 5,000)")
+    parser.add_argument("--log-max", type=int, default=1000,
+                        help="largest n at which sinkhorn_log runs (dense and clustered problems)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batch-n", type=int, default=256)
-    parser.add_argument("--online-n", type=int, default=50000, help="online problem size (0: skip)")
-    parser.add_argument("--online-iters", type=int, default=3, help="iterations of the online problem")
+    parser.add_argument("--clustered-n", type=int, default=2000, help="points per side of the reg-0.01 problem")
+    parser.add_argument("--online-n", type=int, default=20000, help="online problem size (0: skip)")
+    parser.add_argument("--online-iters", type=int, default=2)
     args = parser.parse_args()
-    print(f"# Sinkhorn benchmark\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), POT {ot.__version__}, "
-          f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.2f}")
-    REG, TOL, METRIC = args.reg, args.tol, args.metric
+    run = Run(f"Sinkhorn: POT {ot.__version__}, numpy {np.__version__}")
     if args.sizes:
-        dense_table(args.sizes, args.pot_full_max, args.pot_iters)
-    batched_table(args.batch, args.batch_n)
+        dense(run, args.sizes, args.log_max, args.rounds)
+    if args.clustered_n:
+        clustered(run, args.clustered_n, args.rounds, args.log_max)
+    if args.batch:
+        batched(run, args.batch, args.batch_n, args.rounds)
     if args.online_n:
-        online_table(args.online_n, args.online_iters)
-    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
+        online(run, args.online_n, args.online_iters)
+    run.finish()
 
 
 if __name__ == "__main__":

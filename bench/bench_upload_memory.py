@@ -35,6 +35,8 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from harness import Run  # bench/harness.py, beside this script: machine, libraries, threads, load
+
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
 
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--line-mb", type=int, default=50, help="the long line, MB")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose curation/ingest.py runs")
     args = parser.parse_args()
+    run = Run("Hostile uploads (memory)")
     work = Path(tempfile.mkdtemp(prefix="bench-upload-memory-"))
     try:
         bomb, lines, line, longest = (work / "bomb.jsonl.gz", work / "bomb-lines.jsonl.gz", work / "long.jsonl",
@@ -132,6 +135,7 @@ def main() -> None:
             print(f"| {name} | {what} | {figures['added_mb']:.0f} | {figures['outcome']} | {figures['seconds']:.1f} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from curation.laws import Observation
-from curation.proxy import BigramProxy
+from curation.proxy import BigramProxy, token_ids
 
 METRIC = "proxy_cross_entropy"
 #: Units of the metrics the service defines (a pilot run's metric is the user's own: unit unknown).
@@ -44,10 +44,11 @@ def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, ma
             for size in sizes for mixture in mixtures]
 
 
-def draw(pool_texts: Mapping[str, Sequence[str]], weights: Mapping[str, float], size: float,
-         rng: np.random.Generator) -> list[str]:
-    """``round(w_i * size)`` texts of each pool, its documents in a seeded order, cycled when repeated."""
-    texts: list[str] = []
+def draw(pool_texts: Mapping[str, Sequence], weights: Mapping[str, float], size: float,
+         rng: np.random.Generator) -> list:
+    """``round(w_i * size)`` documents (texts, or their token ids) of each pool, its documents in a
+    seeded order, cycled when repeated."""
+    texts: list = []
     for name, weight in weights.items():
         documents = pool_texts[name]
         count = int(round(weight * size))
@@ -73,11 +74,14 @@ def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Se
     if any(len(pool_texts[n]) < min(s, max_size) for n, s in zip(names, sizes)):
         raise ValueError(f"every pool needs its documents, or at least max_size={max_size} of them")
     points = design(names, sizes, n_random=n_random, max_vertices=max_vertices, max_size=max_size, seed=seed)
+    # every document is tokenised once, not once per draw that takes it
+    pool_ids = {name: [token_ids(text, buckets) for text in pool_texts[name]] for name in names}
+    target_ids = [token_ids(text, buckets) for text in target_texts]
     observations = []
     for position, (weights, size) in enumerate(points):
         rng = np.random.default_rng([seed, position])
-        model = BigramProxy(buckets=buckets).fit(draw(pool_texts, weights, size, rng))
-        observations.append(Observation(weights=weights, size=size, value=model.cross_entropy(target_texts),
+        model = BigramProxy(buckets=buckets).fit_ids(draw(pool_ids, weights, size, rng))
+        observations.append(Observation(weights=weights, size=size, value=model.cross_entropy_ids(target_ids),
                                         origin="proxy"))
         if progress:
             progress(position + 1, len(points))

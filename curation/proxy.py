@@ -44,9 +44,13 @@ class BigramProxy:
         self.buckets, self.discount = buckets, discount
 
     def fit(self, texts: Iterable[str]) -> "BigramProxy":
+        """Train on ``texts``."""
+        return self.fit_ids(token_ids(text, self.buckets) for text in texts)
+
+    def fit_ids(self, documents: Iterable[np.ndarray]) -> "BigramProxy":
+        """Train on documents already turned into :func:`token_ids` (``(n_tokens,)`` each)."""
         token_arrays, pair_keys = [], []
-        for text in texts:
-            ids = token_ids(text, self.buckets)
+        for ids in documents:
             token_arrays.append(ids)
             if len(ids) > 1:
                 pair_keys.append(ids[:-1] * self.buckets + ids[1:])
@@ -66,7 +70,9 @@ class BigramProxy:
 
     def token_log_probs(self, text: str) -> np.ndarray:
         """Natural-log probability of every token after the first, ``(n_tokens - 1,)``."""
-        ids = token_ids(text, self.buckets)
+        return self._log_probs(token_ids(text, self.buckets))
+
+    def _log_probs(self, ids: np.ndarray) -> np.ndarray:
         if len(ids) < 2:
             return np.zeros(0)
         return np.log(self.conditional(ids[:-1], ids[1:]))
@@ -89,7 +95,11 @@ class BigramProxy:
 
     def cross_entropy(self, texts: Iterable[str]) -> float:
         """Mean negative log-likelihood per predicted token (nats) over ``texts``."""
-        logs = [self.token_log_probs(text) for text in texts]
+        return self.cross_entropy_ids(token_ids(text, self.buckets) for text in texts)
+
+    def cross_entropy_ids(self, documents: Iterable[np.ndarray]) -> float:
+        """:meth:`cross_entropy` of documents already turned into :func:`token_ids`."""
+        logs = [self._log_probs(ids) for ids in documents]
         total = sum(len(lp) for lp in logs)
         if total == 0:
             raise ValueError("the evaluation texts hold no token pairs")

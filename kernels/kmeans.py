@@ -1,4 +1,4 @@
-"""Spherical k-means on L2-normalised embeddings (k-means++ seeding, then FAISS's spherical k-means).
+"""Spherical k-means on L2-normalised embeddings (sampled k-means++ seeding, then FAISS's spherical k-means).
 
 Every row of ``x`` is a unit vector; each iteration assigns a point to the centroid of
 highest inner product (= cosine) and re-normalises the mean of each cluster:
@@ -10,6 +10,11 @@ highest inner product (= cosine) and re-normalises the mean of each cluster:
 
 Used by SemDeDup (Abbas et al. 2023) and self-supervised prototypes (Sorscher et al.
 2022). Runs on the CPU through FAISS; inputs are float32 or float16 numpy arrays.
+
+The seeds are k-means++ (Arthur and Vassilvitskii 2007) on a random sample of
+``min(n, max(4096, 64 k), 50000)`` points: k sequential passes over the sample, so the
+seeding costs :math:`O(64 k^2 d)` however large ``n`` is (FAISS itself trains on samples of
+256 points per centroid by default); the iterations then run on every point.
 """
 from __future__ import annotations
 
@@ -67,9 +72,11 @@ def _assign(x: np.ndarray, centroids: np.ndarray) -> SphericalKMeans:
                            similarity_=similarity[:, 0].astype(np.float64))
 
 
-def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, max_sample: int = 50_000) -> np.ndarray:
-    """k-means++ seeding (Arthur and Vassilvitskii 2007) with cosine distance, on a sample of ``x``."""
-    sample = x[rng.choice(len(x), size=min(len(x), max_sample), replace=False)]
+def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, per_centroid: int = 64,
+                      min_sample: int = 4096, max_sample: int = 50_000) -> np.ndarray:
+    """k-means++ seeding with cosine distance on a sample of ``x`` (module notes): ``(k, d)`` float32."""
+    size = min(len(x), max(min_sample, per_centroid * k), max_sample)
+    sample = x[rng.choice(len(x), size=size, replace=False)]
     centers = [sample[rng.integers(len(sample))]]
     distance = 1.0 - sample @ centers[0]
     for _ in range(1, k):

@@ -3,6 +3,10 @@ roots, and (for integration tests) a real Redis.
 
 Under CI (``CI=true``) the suite must run against the machine's PostgreSQL and Redis:
 if either is missing the session fails instead of skipping.
+
+Tests marked ``real_embeddings(<dataset>, ...)`` need MiniLM embeddings of real datasets:
+the session starts computing those not cached yet in the background as soon as the tests
+are collected, and runs the marked tests last, so that the rest of the suite runs meanwhile.
 """
 from __future__ import annotations
 
@@ -31,6 +35,24 @@ def pytest_sessionstart(session) -> None:
         problems.append(f"Redis at REDIS_URL={os.environ.get('REDIS_URL')!r} is not reachable: {exc}")
     if problems:
         pytest.exit("CI services missing: " + "; ".join(problems), returncode=3)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected theirs
+def pytest_collection_modifyitems(session, config, items) -> None:
+    from tests.shared import prefetch_embeddings
+
+    needs = [item for item in items if item.get_closest_marker("real_embeddings")]
+    if not needs:
+        return
+    prefetch_embeddings([name for item in needs for mark in item.iter_markers("real_embeddings") for name in mark.args])
+    last = set(needs)
+    items[:] = [item for item in items if item not in last] + needs
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    from tests.shared import stop_prefetch
+
+    stop_prefetch()
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,7 @@ def ag_news():
     return rows, cached_embeddings(path)
 
 
+@pytest.mark.real_embeddings("corpora/ag_news_test.jsonl", "benchmarks/sciq_test.jsonl", "benchmarks/bbh_sports_understanding.jsonl")
 @pytest.mark.parametrize("benchmark,expected,spreads", [("sciq_test", "Sci/Tech", True),
                                                         ("bbh_sports_understanding", "Sports", False)])
 def test_real_data_mixture_favours_the_target_source_then_spreads(ag_news, benchmark, expected, spreads):

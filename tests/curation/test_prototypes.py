@@ -99,6 +99,7 @@ def _purity(topics: np.ndarray, labels: np.ndarray) -> float:
     return sum(Counter(topics[labels == c]).most_common(1)[0][1] for c in np.unique(labels)) / len(labels)
 
 
+@pytest.mark.real_embeddings("corpora/ag_news_test.jsonl")
 def test_four_prototypes_recover_the_four_topics(ag_news, four_prototypes):
     """Measured: AMI 0.587 (seeds 0-2: 0.587-0.589; scikit-learn's Euclidean KMeans 0.590; chance 0),
     purity 0.836."""
@@ -110,6 +111,7 @@ def test_four_prototypes_recover_the_four_topics(ag_news, four_prototypes):
     assert np.all((four_prototypes.difficulty >= 0) & (four_prototypes.difficulty <= 2))
 
 
+@pytest.mark.real_embeddings("corpora/ag_news_test.jsonl")
 def test_keep_easy_and_keep_hard_take_opposite_ends(ag_news, four_prototypes):
     """Prototypical documents are topic-typical: measured purity at 5% kept, easy 0.905, all 0.836, hard 0.497."""
     topics, scores = ag_news[1], four_prototypes
@@ -125,6 +127,7 @@ def test_keep_easy_and_keep_hard_take_opposite_ends(ag_news, four_prototypes):
     assert purity["easy"] > 0.85 > purity["all"] > 0.7 > purity["hard"]
 
 
+@pytest.mark.real_embeddings("corpora/ag_news_test.jsonl")
 def test_the_balance_floor_keeps_every_cluster_at_an_aggressive_fraction(ag_news):
     """Measured at 5% kept with the default 62 prototypes: without a floor keep-hard empties 6 clusters and
     keep-easy 23, and the topics' max/min kept count grows to 3.3 and 4.6; with floor 0.5, none is empty."""
@@ -145,6 +148,7 @@ def test_the_balance_floor_keeps_every_cluster_at_an_aggressive_fraction(ag_news
         assert imbalance["floored"] < imbalance["plain"]
 
 
+@pytest.mark.real_embeddings("corpora/ag_news_test.jsonl")
 def test_d4_drops_duplicates_before_prototype_pruning(ag_news, four_prototypes):
     """AG News plus exact copies of 200 of its documents: SemDeDup removes one of every pair, and only
     then do the prototypes prune. Without the de-duplication, the four prototypes of AG News keep both

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from curation.semdedup import semdedup
 from tests.shared import cached_embeddings, load_jsonl, shared_path
@@ -37,6 +38,7 @@ def test_matches_the_brute_force_rule_with_small_blocks():
     assert curve[0.0001] >= curve[0.01] >= curve[0.5]
 
 
+@pytest.mark.real_embeddings("corpora/bbc_news.jsonl")
 def test_finds_the_exact_duplicates_in_bbc_news():
     """98 of the 2,225 articles repeat another exactly; a few more are re-edited versions of
     the same story (same headline, small edits late in the text, beyond MiniLM's 256 tokens)."""

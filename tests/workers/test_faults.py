@@ -41,6 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 DOCUMENTS, SHARD_SIZE = 60, 10  # 6 embedding units, then the summary
 UNIT_SECONDS = 0.3  # each unit lingers this long before it runs (fault_app), the one a fault hits longer
 TIME_LIMIT = 20  # the workers' hard unit time limit: their visibility timeout follows from it
+SIGKILL_TIME_LIMIT = 10  # the time limit of the SIGKILL scenario (units of 5 s at most): its wait follows from it
 RETRY_DELAY_MAX = 2  # the workers' longest wait between retries of a unit
 UNSTABLE_RESULT_KEYS = {"dataset", "embedding_seconds", "documents_per_second", "shards_reused_from_cache"}
 
@@ -184,13 +185,13 @@ class Faults:
     workers: list[subprocess.Popen]
     database_url: str = ""
 
-    def start_worker(self, *, lingers: float = UNIT_SECONDS) -> subprocess.Popen:
+    def start_worker(self, *, lingers: float = UNIT_SECONDS, time_limit: int = TIME_LIMIT) -> subprocess.Popen:
         """A worker (concurrency 1) whose unit ``embedding[2]``, the first time, lingers ``lingers`` s."""
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
         env = {**os.environ, "REDIS_URL": self.redis.url, "DATABASE_URL": self.database_url or _database_url(),
                "ARTIFACT_ROOT": str(self.artifact_root), "DJANGO_SETTINGS_MODULE": "api.settings",
-               "HF_HUB_OFFLINE": "1", "JOB_SHARD_SOFT_TIME_LIMIT": str(TIME_LIMIT - 2),
-               "JOB_SHARD_TIME_LIMIT": str(TIME_LIMIT), "JOB_UNIT_RETRY_DELAY_MAX": str(RETRY_DELAY_MAX),
+               "HF_HUB_OFFLINE": "1", "JOB_SHARD_SOFT_TIME_LIMIT": str(time_limit - 2),
+               "JOB_SHARD_TIME_LIMIT": str(time_limit), "JOB_UNIT_RETRY_DELAY_MAX": str(RETRY_DELAY_MAX),
                "CELERY_UNACKED_RESTORE_INTERVAL": "1",
                "FAULT_MARK_DIR": str(self.marks), "FAULT_UNIT_SECONDS": f"{UNIT_SECONDS},embedding-2={lingers}"}
         env.pop("CELERY_VISIBILITY_TIMEOUT", None)
@@ -336,13 +337,13 @@ def test_postgres_unreachable_for_20_s_mid_unit(faults):
 
 def test_worker_sigkilled_mid_unit(faults):
     reference = faults.clean_run()
-    first = faults.start_worker(lingers=5)
+    first = faults.start_worker(lingers=5, time_limit=SIGKILL_TIME_LIMIT)
     job = faults.start_job()
     faults.wait_for_unit("embedding", 2)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
-    faults.start_worker()
+    faults.start_worker(time_limit=SIGKILL_TIME_LIMIT)
     # the killed unit is delivered again once its visibility timeout, derived from the time limit, has passed
-    timeout = visibility_timeout(unit_time_limit=TIME_LIMIT, retry_delay_max=RETRY_DELAY_MAX)
+    timeout = visibility_timeout(unit_time_limit=SIGKILL_TIME_LIMIT, retry_delay_max=RETRY_DELAY_MAX)
     job = faults.wait_until_finished(job, timeout=timeout + 20)
     faults.assert_completed_cleanly(job, reference)
