@@ -7,11 +7,13 @@ results for the same inputs, params and seed. A stage's ``run`` is a step of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from curation.pruning import NEEDS_EMBEDDINGS, PruneOptions
 from curation.steps import DatasetRef, PoolSpec, ScoreRef, Stage
+from curation.steps.decontaminate import (SCAN_STAGE, STAGE as CONTAMINATION_STAGE, ContaminationOptions,
+                                           DecontaminateParams, contamination_scan, contamination_summary)
 from curation.steps.embed import EmbedParams, embed_summary, embed_unit
 from curation.steps.model import (FitParams, MixtureParams, OTParams, fit_performance_law, optimise_mixture,
                                   pilot_observations, pool_distances, source_distances)
@@ -39,6 +41,20 @@ def prune_plan(params: PruneParams) -> list[Stage]:
     return stages + [Stage("select", 1, partial(prune_unit, params=params))]
 
 
+def decontamination_stages(params: DecontaminateParams) -> list[Stage]:
+    """The n-gram (and exact semantic) scan per corpus shard, then the store's semantic pass and the
+    run's contamination files; none when ``params.options.enabled`` is False."""
+    if not params.options.enabled:
+        return []
+    return [Stage(SCAN_STAGE, params.corpus.shard_count, partial(contamination_scan, params=params)),
+            Stage(CONTAMINATION_STAGE, 1, partial(contamination_summary, params=params))]
+
+
+def decontaminate_plan(params: DecontaminateParams) -> list[Stage]:
+    embed = [embedding([params.corpus, *params.benchmarks], params.embedder)] if params.options.semantic else []
+    return embed + decontamination_stages(params)
+
+
 def betr_stages(params: BetrParams, prefix: str = "") -> list[Stage]:
     train = prefix + "train"
     return [Stage(train, 1, partial(betr_train, params=params)),
@@ -46,8 +62,12 @@ def betr_stages(params: BetrParams, prefix: str = "") -> list[Stage]:
             Stage(prefix + "select", 1, partial(betr_select, params=params, train_stage=train))]
 
 
-def betr_plan(params: BetrParams) -> list[Stage]:
-    return [embedding([params.corpus, *params.benchmarks], params.embedder)] + betr_stages(params)
+def betr_plan(params: BetrParams, contamination: ContaminationOptions = ContaminationOptions()) -> list[Stage]:
+    """Embed, decontaminate (unless disabled), then BETR without the contaminated documents."""
+    decontaminate = DecontaminateParams(params.corpus, params.benchmarks, params.embedder, contamination)
+    params = replace(params, decontaminated=contamination.enabled)
+    return ([embedding([params.corpus, *params.benchmarks], params.embedder)]
+            + decontamination_stages(decontaminate) + betr_stages(params))
 
 
 def ot_plan(params: OTParams) -> list[Stage]:
@@ -65,17 +85,28 @@ def fit_plan(params: FitParams) -> list[Stage]:
     return [embedding([params.corpus, *params.benchmarks], params.embedder)] + fit_stages(params)
 
 
-def mixture_plan(params: MixtureParams, fit: FitParams | None = None) -> list[Stage]:
-    """Optimise a stored model, or (``fit`` given) fit one first in the same run."""
+def decontaminated_fit(fit: FitParams, contamination: ContaminationOptions) -> FitParams:
+    """``fit`` whose pools leave out what this run's contamination stage finds (when enabled)."""
+    return replace(fit, pools=replace(fit.pools, decontaminated=contamination.enabled, contamination_run=None))
+
+
+def mixture_plan(params: MixtureParams, fit: FitParams | None = None,
+                 contamination: ContaminationOptions = ContaminationOptions()) -> list[Stage]:
+    """Optimise a stored model (its pools exclude what the run that fitted it found), or (``fit``
+    given) decontaminate, unless disabled, and fit one first in the same run."""
     if fit is None:
         return [Stage("mixture", 1, partial(optimise_mixture, params=params))]
     params = replace(params, fit_stage="fit", corpus=fit.corpus)
-    return fit_plan(fit) + [Stage("mixture", 1, partial(optimise_mixture, params=params))]
+    decontaminate = DecontaminateParams(fit.corpus, fit.benchmarks, fit.embedder, contamination)
+    return ([embedding([fit.corpus, *fit.benchmarks], fit.embedder)] + decontamination_stages(decontaminate)
+            + fit_stages(decontaminated_fit(fit, contamination))
+            + [Stage("mixture", 1, partial(optimise_mixture, params=params))])
 
 
 @dataclass(frozen=True)
 class CurateParams:
-    """The whole pipeline (DESIGN.md 1 and 3): embed corpus and benchmarks, index, prune
+    """The whole pipeline (DESIGN.md 1 and 3): embed corpus and benchmarks, index, decontaminate
+    (``contamination``; its documents are in no pool and never selected), prune
     (``prune_method``), BETR, pools (source x BETR decile over the kept documents, or sources
     with ``quality_pools=False``), OT, pilots, fit, and the mixture at ``budget``."""
 
@@ -94,6 +125,7 @@ class CurateParams:
     sample_size: int = 200_000
     ot_sample_size: int = 300
     seed: int = 0
+    contamination: ContaminationOptions = field(default_factory=ContaminationOptions)
 
     def index(self) -> IndexParams:
         return IndexParams(self.corpus, self.embedder, seed=self.seed)
@@ -104,13 +136,17 @@ class CurateParams:
 
     def betr(self) -> BetrParams:
         return BetrParams(self.corpus, self.benchmarks, self.embedder, sample_size=self.sample_size,
-                          keep_fraction=0.1, seed=self.seed)
+                          keep_fraction=0.1, seed=self.seed, decontaminated=self.contamination.enabled)
+
+    def decontaminate(self) -> DecontaminateParams:
+        return DecontaminateParams(self.corpus, self.benchmarks, self.embedder, self.contamination)
 
     def fit(self) -> FitParams:
         pools = PoolSpec(kept=ScoreRef(self.prune_method),
                          quality=ScoreRef("betr") if self.quality_pools else None)
-        return FitParams(self.corpus, self.benchmarks, self.embedder, pools=pools, metric=self.metric,
-                         ot_sample_size=self.ot_sample_size, seed=self.seed)
+        return decontaminated_fit(FitParams(self.corpus, self.benchmarks, self.embedder, pools=pools,
+                                            metric=self.metric, ot_sample_size=self.ot_sample_size, seed=self.seed),
+                                  self.contamination)
 
     def mixture(self) -> MixtureParams:
         return MixtureParams(self.budget, self.budget_unit, self.model_parameters, self.frontier_points, self.seed,
@@ -120,6 +156,7 @@ class CurateParams:
 def curate_plan(params: CurateParams) -> list[Stage]:
     return [embedding([params.corpus, *params.benchmarks], params.embedder),
             Stage("index", 1, partial(index_unit, params=params.index())),
+            *decontamination_stages(params.decontaminate()),
             Stage("prune", 1, partial(prune_unit, params=params.prune())),
             *betr_stages(params.betr(), prefix="betr_"),
             *fit_stages(params.fit()),
@@ -130,7 +167,8 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
     """The mixture, plus a summary of every stage before it."""
     result = optimise_mixture(ctx, index, params.mixture())
     prune, selected, fit = ctx.output("prune"), ctx.output("betr_select"), ctx.output("fit")
-    return {**result, "score_metrics": [params.prune_method, "betr"], "stages": {
+    contamination = ctx.output(CONTAMINATION_STAGE)["contamination"] if params.contamination.enabled else None
+    return {**result, "score_metrics": [params.prune_method, "betr"], "contamination": contamination, "stages": {
         "index": {k: ctx.output("index")["store"][k] for k in ("kind", "n", "recall_at_10")},
         "prune": {k: prune.get(k) for k in ("method", "kept", "dropped", "reasons", "eps_curve")},
         "betr": {"holdout_accuracy": selected["train"]["holdout_accuracy"],

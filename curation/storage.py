@@ -96,6 +96,10 @@ class Keys:
         return key("jobs", job_id, "scores", metric, shard_name(index, ".parquet"))
 
     @staticmethod
+    def contamination(job_id: object, index: int) -> str:
+        return key("jobs", job_id, "contamination", shard_name(index, ".parquet"))
+
+    @staticmethod
     def job_file(job_id: object, name: str) -> str:
         return key("jobs", job_id, name)
 

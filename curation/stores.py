@@ -54,7 +54,7 @@ import faiss
 import numpy as np
 
 from curation.pipeline import load_embeddings
-from curation.storage import LocalStorage
+from curation.storage import LocalStorage, Storage
 from kernels.topk import TopK, cosine_topk, merge_topk
 
 EXACT_MAX_VECTORS = 50_000
@@ -236,13 +236,26 @@ def load_store(directory: str | os.PathLike) -> VectorStore:
     """Open a store written by :func:`build_store`, with the search breadth it was tuned to."""
     directory = Path(directory)
     meta = _read_meta(directory)
-    index = faiss.read_index(str(directory / meta.index_file))
+    return _open_index(meta, directory / meta.index_file)
+
+
+def open_store(storage: Storage, prefix: str) -> VectorStore | None:
+    """The store :func:`build_store` wrote under ``prefix`` of ``storage`` (the ``index`` stage's
+    :meth:`Keys.vector_store`), or None when there is none."""
+    if not storage.exists(f"{prefix}/{META_FILE}"):
+        return None
+    meta = _meta_from(json.loads(storage.read_bytes(f"{prefix}/{META_FILE}")), f"{prefix}/{META_FILE}")
+    return _open_index(meta, storage.local_path(f"{prefix}/{meta.index_file}"))
+
+
+def _open_index(meta: StoreMeta, path: Path) -> VectorStore:
+    index = faiss.read_index(str(path))
     if index.ntotal != meta.n or index.d != meta.dim:
-        raise ValueError(f"{directory}: index holds {index.ntotal} x {index.d}, meta says {meta.n} x {meta.dim}")
+        raise ValueError(f"{path}: index holds {index.ntotal} x {index.d}, meta says {meta.n} x {meta.dim}")
     for name in ("nprobe", "ef_search"):
         if name in meta.params:
             _set_breadth(index, name, meta.params[name])
-    return VectorStore(index=index, meta=meta, directory=directory)
+    return VectorStore(index=index, meta=meta, directory=path.parent)
 
 
 def search_parts(part_paths: Sequence[str | os.PathLike], queries: np.ndarray, k: int) -> TopK:
@@ -412,7 +425,10 @@ def _read_meta(directory: Path) -> StoreMeta:
     path = directory / META_FILE
     if not path.exists():
         raise FileNotFoundError(f"{directory} is not a vector store (no {META_FILE})")
-    data = json.loads(path.read_text())
+    return _meta_from(json.loads(path.read_text()), path)
+
+
+def _meta_from(data: dict, where) -> StoreMeta:
     if data.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: store format {data.get('format')!r}, this code reads {FORMAT_VERSION}")
+        raise ValueError(f"{where}: store format {data.get('format')!r}, this code reads {FORMAT_VERSION}")
     return StoreMeta(**data)

@@ -13,7 +13,7 @@ from django.db.models import Count, Q, QuerySet
 
 from api.core.artifacts import tenant_storage
 from api.datasets.models import Dataset
-from api.datasets.selectors import dataset_get, dataset_score_jobs, dataset_usage
+from api.datasets.selectors import dataset_contamination, dataset_get, dataset_score_jobs, dataset_usage
 from api.jobs.models import Job, JobUnit
 from api.jobs.selectors import job_counts
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
@@ -248,3 +248,19 @@ def finite(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def contamination_overview(*, dataset: Dataset, examples: int = 10) -> dict | None:
+    """The newest decontamination of a corpus for its page: the job, documents flagged per benchmark
+    and kind, and the first ``examples`` matches in corpus order; None when no job decontaminated it."""
+    job, rows = dataset_contamination(dataset=dataset)
+    if job is None:
+        return None
+    names = dict(Dataset.objects.for_tenant(dataset.tenant_id).filter(
+        pk__in=rows.values("benchmark_id")).values_list("pk", "name"))
+    counts = [{"benchmark": names.get(row["benchmark_id"], str(row["benchmark_id"])), "kind": row["kind"],
+               "documents": row["documents"]}
+              for row in rows.values("benchmark_id", "kind").annotate(documents=Count("id")).order_by("benchmark_id",
+                                                                                                        "kind")]
+    return {"job": job, "counts": counts, "documents": rows.values("position").distinct().count(),
+            "examples": list(rows.select_related("benchmark").order_by("position", "id")[:examples])}

@@ -59,3 +59,26 @@ class PredictionSet(TenantOwned):
     classes = models.PositiveIntegerField()
     runs = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Contamination(TenantOwned):
+    """A corpus document that holds a benchmark example, as a job's contamination stage found it
+    (DESIGN.md 3.7): one row per document, benchmark and kind."""
+
+    class Kind(models.TextChoices):
+        NGRAM = "ngram"
+        SEMANTIC = "semantic"
+
+    corpus = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="contamination")
+    benchmark = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="+")
+    document_id = models.TextField()
+    position = models.BigIntegerField(help_text="the document's position in the corpus")
+    item_id = models.TextField(help_text="the benchmark example's id")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    span = models.TextField(null=True, blank=True, help_text="ngram: the matching normalised words")
+    similarity = models.FloatField(null=True, blank=True, help_text="semantic: cosine similarity")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "corpus", "job", "benchmark"])]

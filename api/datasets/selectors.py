@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from django.db.models import Count, QuerySet, Sum
 
-from api.datasets.models import Dataset, Shard
+from api.datasets.models import Contamination, Dataset, Shard
 from api.jobs.models import Job
 from api.tenancy.models import Tenant
 from curation.steps import DatasetRef
+from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE
 
 
 def dataset_get(*, tenant: Tenant, dataset_id, kind: str | None = None) -> Dataset | None:
@@ -55,3 +56,23 @@ def dataset_score_jobs(*, dataset: Dataset, job_id=None) -> dict[str, Job]:
         for metric in (job.result or {}).get("score_metrics", []):
             found.setdefault(metric, job)
     return found
+
+
+def dataset_contamination(*, dataset: Dataset, job_id=None, benchmark_id=None, kind: str | None = None
+                          ) -> tuple[Job | None, QuerySet[Contamination]]:
+    """The contamination rows of the newest job that decontaminated the corpus (or of job ``job_id``),
+    optionally of one benchmark and one kind; ``(None, empty)`` when no job did."""
+    rows = Contamination.objects.for_tenant(dataset.tenant_id).filter(corpus=dataset)
+    jobs = Job.objects.for_tenant(dataset.tenant_id).filter(params__corpus=str(dataset.pk),
+                                                             units__stage=CONTAMINATION_STAGE)
+    if job_id is not None:
+        jobs = jobs.filter(pk=job_id)
+    job = jobs.order_by("-created_at").first()
+    if job is None:
+        return None, rows.none()
+    rows = rows.filter(job=job)
+    if benchmark_id is not None:
+        rows = rows.filter(benchmark_id=benchmark_id)
+    if kind:
+        rows = rows.filter(kind=kind)
+    return job, rows

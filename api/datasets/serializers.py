@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from api.datasets.models import Dataset, PredictionSet, Shard
+from api.datasets.models import Contamination, Dataset, PredictionSet, Shard
 from curation.ingest import FORMATS
 
 
@@ -61,3 +61,21 @@ class PredictionSetSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionSet
         fields = ["id", "name", "filename", "documents", "classes", "runs", "created_at"]
+
+
+class ContaminationQuerySerializer(serializers.Serializer):
+    benchmark = serializers.UUIDField(required=False, help_text="only matches of this benchmark")
+    kind = serializers.ChoiceField(choices=["ngram", "semantic"], required=False)
+    job = serializers.UUIDField(required=False, help_text="read this job's matches (default: the newest job that "
+                                "decontaminated the corpus)")
+
+
+class ContaminationSerializer(serializers.ModelSerializer):
+    document = serializers.CharField(source="document_id", help_text="the corpus document's id")
+    item = serializers.CharField(source="item_id", help_text="the benchmark example's id")
+    benchmark = serializers.UUIDField(source="benchmark_id")
+    job = serializers.UUIDField(source="job_id")
+
+    class Meta:
+        model = Contamination
+        fields = ["document", "position", "benchmark", "item", "kind", "span", "similarity", "job"]

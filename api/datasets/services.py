@@ -10,11 +10,12 @@ from django.db import transaction
 
 from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError
-from api.datasets.models import Dataset, PredictionSet, Shard
-from api.datasets.selectors import dataset_usage
+from api.datasets.models import Contamination, Dataset, PredictionSet, Shard
+from api.datasets.selectors import dataset_shards, dataset_usage
 from api.tenancy.models import Tenant
 from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
 from curation.predictions import ingest_predictions
+from curation.steps.decontaminate import read_contamination
 from curation.storage import Keys
 
 logger = logging.getLogger(__name__)
@@ -172,3 +173,19 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
             store.delete_prefix(final)
             raise
     return prediction_set
+
+
+def contamination_record(*, job, corpus_id, output: dict) -> dict:
+    """Store the rows of a job's contamination stage (the run's :meth:`Keys.contamination` files) as
+    :class:`Contamination` rows, replacing any from an earlier delivery of the same unit."""
+    corpus = Dataset.objects.for_tenant(job.tenant_id).get(pk=corpus_id)
+    store = tenant_storage(job.tenant_id)
+    rows = [Contamination(tenant_id=job.tenant_id, corpus=corpus, benchmark_id=row["benchmark"], job=job,
+                          document_id=row["id"], position=row["position"], item_id=row["item_id"], kind=row["kind"],
+                          span=row["span"], similarity=row["similarity"])
+            for row in read_contamination(store, str(job.pk),
+                                          dataset_shards(dataset=corpus).values_list("documents", flat=True))]
+    with transaction.atomic():
+        Contamination.objects.for_tenant(job.tenant_id).filter(job=job).delete()
+        Contamination.objects.bulk_create(rows, batch_size=2000)
+    return output

@@ -10,11 +10,18 @@ from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError
 from api.core.views import TenantScopedViewSet
 from api.datasets import serializers, services
-from api.datasets.selectors import dataset_score_jobs
+from api.core.pagination import CursorPagination
+from api.datasets.selectors import dataset_contamination, dataset_score_jobs
 from api.datasets.models import Dataset, PredictionSet
 from curation.ingest import FieldMapping
 from curation.scores import iter_score_jsonl
 from curation.storage import Keys
+
+
+class ContaminationPagination(CursorPagination):
+    """Matches in corpus order."""
+
+    ordering = ("position", "id")
 
 
 class NDJSONRenderer(renderers.BaseRenderer):
@@ -107,6 +114,28 @@ class CorpusViewSet(_DatasetViewSet):
         response = StreamingHttpResponse(iter_score_jsonl(paths, kept=query.validated_data.get("kept")),
                                          content_type="application/x-ndjson")
         response["X-Scores-Job"] = str(job.pk)
+        return response
+
+
+    @extend_schema(parameters=[serializers.ContaminationQuerySerializer],
+                   responses={200: serializers.ContaminationSerializer(many=True)})
+    @action(detail=True, methods=["get"], pagination_class=ContaminationPagination)
+    def contamination(self, request, pk=None):
+        """Documents that hold a benchmark example (``decontaminate``, ``betr``, ``curate``, ``mixture``
+        jobs): document id, benchmark example id, kind (``ngram`` with the matching span, ``semantic``
+        with the similarity), in corpus order, paginated."""
+        corpus = self.get_object()
+        query = serializers.ContaminationQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job, rows = dataset_contamination(dataset=corpus, job_id=query.validated_data.get("job"),
+                                          benchmark_id=query.validated_data.get("benchmark"),
+                                          kind=query.validated_data.get("kind"))
+        if job is None:
+            raise ApplicationError("no_contamination", "no job has decontaminated this corpus; run a decontaminate, "
+                                   "betr, curate or mixture job first", status_code=404)
+        page = self.paginate_queryset(rows)
+        response = self.get_paginated_response(serializers.ContaminationSerializer(page, many=True).data)
+        response["X-Contamination-Job"] = str(job.pk)
         return response
 
 

@@ -51,27 +51,33 @@ class ScoreRef:
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """How documents become pools: documents ``kept`` is False for are left out; ``quality``
+    """How documents become pools: documents ``kept`` is False for are left out, and (``decontaminated``)
+    those the contamination stage of run ``contamination_run`` (None: this run) found; ``quality``
     (higher is better after orientation) splits each source into deciles; else pools are sources."""
 
     kept: ScoreRef | None = None
     quality: ScoreRef | None = None
+    decontaminated: bool = False
+    contamination_run: str | None = None
 
     def as_dict(self) -> dict:
-        return {name: None if ref is None else {"metric": ref.metric, "run": ref.run,
-                                                 "lower_is_better": ref.lower_is_better}
-                for name, ref in (("kept", self.kept), ("quality", self.quality))}
+        return {**{name: None if ref is None else {"metric": ref.metric, "run": ref.run,
+                                                    "lower_is_better": ref.lower_is_better}
+                   for name, ref in (("kept", self.kept), ("quality", self.quality))},
+                "decontaminated": self.decontaminated, "contamination_run": self.contamination_run}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "PoolSpec":
         data = data or {}
-        return cls(**{name: ScoreRef(**data[name]) if data.get(name) else None for name in ("kept", "quality")})
+        return cls(**{name: ScoreRef(**data[name]) if data.get(name) else None for name in ("kept", "quality")},
+                   decontaminated=bool(data.get("decontaminated")), contamination_run=data.get("contamination_run"))
 
     def resolved(self, run: str) -> "PoolSpec":
         """The same spec with "this run" replaced by ``run`` (for reading it from another run)."""
         def fix(ref):
             return ref if ref is None or ref.run else ScoreRef(ref.metric, run, ref.lower_is_better)
-        return PoolSpec(fix(self.kept), fix(self.quality))
+        return PoolSpec(fix(self.kept), fix(self.quality), self.decontaminated,
+                        (self.contamination_run or run) if self.decontaminated else None)
 
 
 @dataclass(frozen=True)

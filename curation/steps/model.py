@@ -24,6 +24,7 @@ from curation.ot import distance_table
 from curation.pilots import METRIC as PROXY_METRIC, metric_unit, proxy_observations
 from curation.pools import assign_pools, source_name
 from curation.steps import Context, DatasetRef, PoolSpec, ScoreRef, StoredModel
+from curation.steps.decontaminate import contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_rows
 from curation.storage import Keys
 
@@ -86,9 +87,12 @@ def _read_scores(ctx: Context, corpus: DatasetRef, ref: ScoreRef, column: str) -
 
 
 def pool_inputs(ctx: Context, corpus: DatasetRef, spec: PoolSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each document's pool (n,) (None where left out) and quality (n,) (higher is better; None
+    """Each document's pool (n,) (None where left out: dropped by ``spec.kept`` or contaminated) and quality (n,) (higher is better; None
     without quality pools)."""
     kept = _read_scores(ctx, corpus, spec.kept, "kept").astype(bool) if spec.kept else None
+    if spec.decontaminated:  # documents holding a benchmark example are in no pool
+        clean = ~contaminated_mask(ctx.storage, spec.contamination_run or ctx.run_id, corpus)
+        kept = clean if kept is None else kept & clean
     quality = None
     if spec.quality:
         quality = _read_scores(ctx, corpus, spec.quality, "score").astype(np.float64)

@@ -20,6 +20,7 @@ from curation.pools import source_name
 from curation.pruning import PruneInputs, PruneOptions, prune
 from curation.scores import write_scores
 from curation.steps import Context, DatasetRef
+from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE, contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_embeddings_at
 from curation.storage import Keys
 from curation.stores import META_FILE, build_store
@@ -46,7 +47,8 @@ class PruneParams:
 @dataclass(frozen=True)
 class BetrParams:
     """``sample_size`` documents ranked against every example of ``benchmarks``; the top
-    ``top_fraction`` are positives; keep ``keep_fraction`` of tokens, or F_opt(``flops``)."""
+    ``top_fraction`` are positives; keep ``keep_fraction`` of tokens, or F_opt(``flops``).
+    ``decontaminated``: the run's contamination stage ran; its documents are neither sampled nor kept."""
 
     corpus: DatasetRef
     benchmarks: tuple[DatasetRef, ...]
@@ -57,6 +59,14 @@ class BetrParams:
     flops: float | None = None
     equal_per_benchmark: bool = False
     seed: int = 0
+    decontaminated: bool = False
+
+
+def _clean(ctx: Context, params: BetrParams) -> np.ndarray:
+    """(documents,) bool: False for the documents this run's contamination stage found (``decontaminated``)."""
+    if not params.decontaminated:
+        return np.ones(params.corpus.documents, dtype=bool)
+    return ~contaminated_mask(ctx.storage, ctx.run_id, params.corpus)
 
 
 def index_unit(ctx: Context, index: int, params: IndexParams) -> dict:
@@ -128,7 +138,7 @@ def betr_train(ctx: Context, index: int, params: BetrParams) -> dict:
     ``top_fraction``, train the fastText classifier; writes the classifier."""
     corpus, benchmarks = params.corpus, params.benchmarks
     rng = np.random.default_rng(params.seed)
-    sample = np.sort(rng.permutation(corpus.documents)[: params.sample_size])
+    sample = np.sort(rng.permutation(np.flatnonzero(_clean(ctx, params)))[: params.sample_size])
     names = [b.name for b in benchmarks]
     targets = {b.name + (f" ({b.id})" if names.count(b.name) > 1 else ""): dataset_embeddings(ctx, b, params.embedder)
                for b in benchmarks}
@@ -162,17 +172,22 @@ def betr_classify(ctx: Context, index: int, params: BetrParams) -> dict:
 
 
 def betr_select(ctx: Context, index: int, params: BetrParams, *, train_stage: str) -> dict:
-    """Keep the best-scored share of tokens over every shard's scores; write per-shard scores."""
+    """Keep the best-scored share of the clean documents' tokens over every shard's scores (contaminated
+    documents: reason ``contaminated``); write per-shard scores."""
     raws = [pq.read_table(ctx.storage.local_path(_raw_key(ctx, i))) for i in range(params.corpus.shard_count)]
     score = np.concatenate([t.column("score").to_numpy() for t in raws])
     tokens = np.concatenate([t.column("tokens").to_numpy() for t in raws])
     ids = [i for t in raws for i in t.column("id").to_pylist()]
     fraction = params.keep_fraction or (None if params.flops else 0.1)
-    chosen = betr.select_tokens(score, tokens, fraction=fraction, flops=params.flops)
-    reason = np.where(chosen.kept, "kept", "below_threshold")
-    write_shard_scores(ctx, params.corpus, "betr", ids, score, chosen.kept, reason, tokens=tokens)
+    clean = _clean(ctx, params)
+    chosen = betr.select_tokens(score[clean], tokens[clean], fraction=fraction, flops=params.flops)
+    kept = np.zeros(len(score), dtype=bool)
+    kept[clean] = chosen.kept
+    reason = np.where(kept, "kept", np.where(clean, "below_threshold", "contaminated"))
+    write_shard_scores(ctx, params.corpus, "betr", ids, score, kept, reason, tokens=tokens)
     return {"score_metrics": ["betr"], "lower_is_better": False, **score_summary(
-        ctx, params.corpus, score, chosen.kept, list(reason),
+        ctx, params.corpus, score, kept, list(reason),
         {"train": ctx.output(train_stage), "token_fraction": chosen.fraction, "threshold": chosen.threshold,
-         "kept_tokens": chosen.kept_tokens, "total_tokens": chosen.total_tokens})}
+         "kept_tokens": chosen.kept_tokens, "total_tokens": chosen.total_tokens,
+         "contamination": ctx.output(CONTAMINATION_STAGE)["contamination"] if params.decontaminated else None})}
 

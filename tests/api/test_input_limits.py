@@ -181,6 +181,9 @@ def test_every_number_a_client_sends_is_strict_and_bounded(name):
     from api.core.fields import StrictFloatField, StrictIntegerField
 
     fields = _numeric_fields(INPUTS[name])
+    for nested_name, nested in INPUTS[name]().fields.items():  # e.g. contamination: {"ngram", "semantic"}
+        if isinstance(nested, serializers.Serializer):
+            fields |= {f"{nested_name}.{k}": v for k, v in _numeric_fields(type(nested)).items()}
     assert fields, name
     for field_name, field in fields.items():
         assert isinstance(field, (StrictFloatField, StrictIntegerField)), (name, field_name, type(field))

@@ -25,7 +25,8 @@ def fitted(client_a, dispatched):
     assert response.status_code == 202, response.json()
     job = run_inline(response.json()["id"])
     assert job.status == "succeeded", job.error
-    assert [s["name"] for s in job.plan] == ["embedding", "ot", "pilots", "fit", "mixture"]
+    assert [s["name"] for s in job.plan] == ["embedding", "contamination_scan", "contamination", "ot", "pilots",
+                                              "fit", "mixture"]
     return corpus, job.result
 
 

@@ -99,7 +99,8 @@ def test_betr_ranks_classifies_and_keeps_a_share_of_tokens(client_a, client_b, c
     job = _run(client_a, "betr", {"corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing",
                                   "keep_fraction": 0.2})
     result = job.result
-    assert [s["name"] for s in job.plan] == ["embedding", "train", "classify", "select"]
+    assert [s["name"] for s in job.plan] == ["embedding", "contamination_scan", "contamination", "train",
+                                              "classify", "select"]
     assert result["train"]["positives"] == 30 and result["train"]["holdout_accuracy"] > 0.7
     assert 0.2 <= result["kept_tokens"] / result["total_tokens"] < 0.25
     rows = _scores(client_a, corpus["id"], "betr")
@@ -128,8 +129,8 @@ def test_curate_runs_the_whole_pipeline_in_one_job(client_a, corpus, dispatched)
     bench = upload(client_a, "benchmarks", "science.jsonl", jsonl(demo_benchmark(40)), name="science").json()
     job = _run(client_a, "curate", {"corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing",
                                     "budget": 200, "eps": 0.1, "ot_sample_size": 30})
-    assert [s["name"] for s in job.plan] == ["embedding", "index", "prune", "betr_train", "betr_classify",
-                                              "betr_select", "ot", "pilots", "fit", "mixture"]
+    assert [s["name"] for s in job.plan] == ["embedding", "index", "contamination_scan", "contamination",
+                                              "prune", "betr_train", "betr_classify", "betr_select", "ot", "pilots", "fit", "mixture"]
     result = job.result
     assert result["stages"]["prune"]["reasons"]["duplicate"] >= 10
     assert result["stages"]["index"]["kind"] == "flat"

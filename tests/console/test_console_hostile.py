@@ -15,7 +15,8 @@ import pytest
 from django.urls import reverse
 
 from api.console import charts
-from api.jobs.models import Job
+from api.datasets.models import Contamination
+from api.jobs.models import Job, JobUnit
 from api.tenancy.models import ApiKey
 from api.tenancy.services import api_key_create
 from tests.console.conftest import PASSWORD, fill_tenant
@@ -46,6 +47,13 @@ def hostile_tenant(make_tenant, make_user) -> tuple:
         plan=[{"name": "mixture", "units": 1, "queue": "cpu"}], shards_total=1,
         result={"pools": [{"pool": HOSTILE, "weight": 1.0}], "mixture": {HOSTILE: 1.0}})
     objects["key"] = api_key_create(tenant=tenant, name=HOSTILE).api_key
+    JobUnit.objects.for_tenant(tenant).create(tenant=tenant, job=objects["job"], stage="contamination", index=0,
+                                              seconds=0.1, output={})
+    for kind, span, similarity in (("ngram", HOSTILE + " span", None), ("semantic", None, 0.95)):
+        Contamination.objects.for_tenant(tenant).create(
+            tenant=tenant, corpus=objects["corpus"], benchmark=objects["benchmark"], job=objects["job"],
+            document_id=HOSTILE + " doc", position=3, item_id=HOSTILE + " item", kind=kind, span=span,
+            similarity=similarity)
     return tenant, user, objects
 
 
@@ -80,6 +88,9 @@ def test_every_page_escapes_and_sends_a_strict_policy(client, make_tenant, make_
         if name in SHOWS_IT:
             assert "&lt;img src=x data-xss" in body, f"{name} does not show the hostile value"
     assert objects["key"].pk in ApiKey.objects.for_tenant(tenant).values_list("pk", flat=True)
+    corpus_page = client.get(reverse("console:dataset", args=[tenant.pk, "corpora", objects["corpus"].pk]))
+    shown = corpus_page.content.decode()
+    assert "data-contamination" in shown and "data-xss onerror=__xss=1&gt;&lt;svg onload=__xss=2&gt; span" in shown
 
 
 INIT = """

@@ -1,4 +1,4 @@
-"""Corpora and benchmarks: list, upload, detail (sources, score histograms, jobs), delete."""
+"""Corpora and benchmarks: list, upload, detail (sources, score histograms, contamination, jobs), delete."""
 from __future__ import annotations
 
 from django.contrib import messages
@@ -107,6 +107,8 @@ class DatasetDetailView(_DatasetView):
             "sources_chart": charts.bar_chart("Documents per source", sources, value_label="documents",
                                               fmt=lambda v: f"{int(v):,}"),
             "histograms": histograms, "jobs": selectors.dataset_jobs(dataset=dataset),
+            "contamination": selectors.contamination_overview(dataset=dataset) if self.kind == Dataset.Kind.CORPUS
+            else None,
             "fields_read": fields_read(dataset.field_mapping or {}),
             "job_kinds": sorted(KINDS),
         })

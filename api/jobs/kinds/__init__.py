@@ -1,6 +1,7 @@
 """The registry of job kinds."""
 from api.jobs.kinds.base import JobKind
 from api.jobs.kinds.curate import CurateKind
+from api.jobs.kinds.decontaminate import DecontaminateKind
 from api.jobs.kinds.embed import EmbedKind
 from api.jobs.kinds.modeling import FitKind, MixtureKind
 from api.jobs.kinds.ot import OTKind
@@ -9,7 +10,7 @@ from api.jobs.kinds.selection import BetrKind, IndexKind, PruneKind
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (EmbedKind(), IndexKind(), PruneKind(), BetrKind(), OTKind(), FitKind(), MixtureKind(),
-                 CurateKind())
+                 CurateKind(), DecontaminateKind())
 }
 
 __all__ = ["KINDS", "JobKind"]

@@ -13,7 +13,9 @@ from rest_framework import serializers
 from api.core.errors import ApplicationError, validated, validation_error
 from api.datasets.models import Dataset
 from api.datasets.selectors import dataset_get, dataset_ref
+from api.datasets.services import contamination_record
 from curation.steps import DatasetRef, Stage
+from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE
 
 
 class JobKind:
@@ -33,7 +35,10 @@ class JobKind:
         raise NotImplementedError
 
     def record(self, *, job, stage: str, output: dict) -> dict:
-        """Store what a finished unit's output means beyond the job (rows); returns the output to keep."""
+        """Store what a finished unit's output means beyond the job (rows); returns the output to keep.
+        The contamination stage of any kind that decontaminates stores its rows here."""
+        if stage == CONTAMINATION_STAGE:
+            return contamination_record(job=job, corpus_id=job.params["corpus"], output=output)
         return output
 
 

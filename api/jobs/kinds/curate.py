@@ -1,7 +1,9 @@
 """``curate``: the whole pipeline as one job (DESIGN.md 1 and 3).
 
 Stages: ``embedding`` (corpus and benchmarks; shards embedded before are reused) ->
-``index`` (the corpus's FAISS store) -> ``prune`` (SemDeDup by default, or D4 /
+``index`` (the corpus's FAISS store) -> ``contamination_scan`` (per shard) -> ``contamination``
+(documents holding benchmark examples, left out of every pool; ``contamination: {"enabled":
+false}`` skips both) -> ``prune`` (SemDeDup by default, or D4 /
 prototypes) -> ``betr_train`` -> ``betr_classify`` (per shard) -> ``betr_select`` ->
 ``ot`` (distance of every pool to the benchmarks) -> ``pilots`` (proxy evaluator, or
 the tenant's pilot runs of ``metric``) -> ``fit`` -> ``mixture``. Pools are source x
@@ -14,6 +16,7 @@ from rest_framework import serializers
 
 from api.core.fields import StrictFloatField, StrictIntegerField
 from api.jobs.kinds.base import corpus_and_benchmarks
+from api.jobs.kinds.decontaminate import contamination_options, normalise_contamination
 from api.jobs.kinds.embed import embedder_spec
 from api.jobs.kinds.modeling import MixtureParams, RecordsModels, normalise_fit
 from curation import plans
@@ -40,7 +43,7 @@ class CurateKind(RecordsModels):
     def normalise(self, *, tenant, data):
         params = normalise_fit(tenant, {**data, "quality_pools": False})
         params["quality_pools"] = data["quality_pools"]
-        return params
+        return normalise_contamination(params)
 
     def plan(self, *, tenant_id, params):
         corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
@@ -50,4 +53,4 @@ class CurateKind(RecordsModels):
             model_parameters=p.get("model_parameters"), frontier_points=p["frontier_points"], metric=p.get("metric"),
             prune_method=p["prune_method"], eps=p["eps"], prune_fraction=p["prune_fraction"],
             quality_pools=p["quality_pools"], sample_size=p["sample_size"], ot_sample_size=p["ot_sample_size"],
-            seed=p["seed"]))
+            seed=p["seed"], contamination=contamination_options(p)))

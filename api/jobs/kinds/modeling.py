@@ -20,6 +20,7 @@ from api.core.fields import (MAX_MODEL_PARAMETERS, BudgetField, SeedField, Stric
                               check_budget)
 from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, resolve_dataset
+from api.jobs.kinds.decontaminate import ContaminationField, contamination_options, normalise_contamination
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
@@ -53,6 +54,7 @@ class MixtureParams(FitParams):
     model_parameters = StrictFloatField(required=False, min_value=1.0, max_value=MAX_MODEL_PARAMETERS,
                                         help_text="for a budget in flops")
     frontier_points = StrictIntegerField(default=25, min_value=3, max_value=200)
+    contamination = ContaminationField()
 
     def validate(self, data):
         check_budget(data)
@@ -154,7 +156,8 @@ class RecordsModels(JobKind):
     def record(self, *, job, stage, output):
         if stage == "fit":
             return record_model(job, output)
-        return record_mixture(job, output) if stage == "mixture" else output
+        return record_mixture(job, output) if stage == "mixture" else super().record(job=job, stage=stage,
+                                                                                      output=output)
 
 
 class FitKind(RecordsModels):
@@ -186,8 +189,8 @@ class MixtureKind(RecordsModels):
             keep = ("performance_model", "budget", "budget_unit", "model_parameters", "frontier_points", "seed")
             return {key: (str(value) if key == "performance_model" else value)
                     for key, value in data.items() if key in keep}
-        return normalise_fit(tenant, data)
+        return normalise_contamination(normalise_fit(tenant, data))
 
     def plan(self, *, tenant_id, params):
         fit = None if params.get("performance_model") else fit_params(tenant_id, params)
-        return plans.mixture_plan(mixture_params(params), fit)
+        return plans.mixture_plan(mixture_params(params), fit, contamination_options(params))

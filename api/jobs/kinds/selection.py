@@ -3,7 +3,8 @@
 ``prune`` scores every document with one method of :data:`curation.pruning.METHODS`
 (DESIGN.md 3.2); ``betr`` (DESIGN.md 3.3) ranks a document sample against every
 benchmark example, trains a fastText classifier on the top 10% against the rest, scores
-every shard with it and keeps the best share of tokens; ``index`` builds the corpus's
+every shard with it and keeps the best share of tokens, all without the documents its
+decontamination stages find (:mod:`api.jobs.kinds.decontaminate`); ``index`` builds the corpus's
 FAISS store. The steps are :mod:`curation.steps.select`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from api.core.errors import ApplicationError, validation_error
 from api.core.fields import SeedField, StrictFloatField, StrictIntegerField
 from api.datasets.models import PredictionSet
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, dataset_of, resolve_dataset
+from api.jobs.kinds.decontaminate import ContaminationField, contamination_options, normalise_contamination
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from curation import plans, pruning
 from curation.laws import MAX_BUDGET
@@ -50,6 +52,7 @@ class BetrParams(serializers.Serializer):
                                    "F_opt(C) = 4e-5 C^0.25 percent of tokens (default 0.1 of tokens without either)")
     equal_per_benchmark = serializers.BooleanField(default=False)
     seed = SeedField()
+    contamination = ContaminationField()
 
     def validate(self, data):
         if data.get("keep_fraction") and data.get("flops"):
@@ -109,14 +112,16 @@ class BetrKind(JobKind):
 
     def normalise(self, *, tenant, data):
         benchmarks = [resolve_dataset(tenant, {"benchmark": b}, kinds=("benchmark",)) for b in data["benchmarks"]]
-        return {**data, "corpus": corpus_id(tenant, data), "benchmarks": [str(b.pk) for b in benchmarks]}
+        return normalise_contamination({**data, "corpus": corpus_id(tenant, data),
+                                        "benchmarks": [str(b.pk) for b in benchmarks]})
 
     def plan(self, *, tenant_id, params):
         corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
         return plans.betr_plan(select.BetrParams(
             corpus, benchmarks, embedder_spec(params["embedder"]), sample_size=params["sample_size"],
             top_fraction=params["top_fraction"], keep_fraction=params.get("keep_fraction"),
-            flops=params.get("flops"), equal_per_benchmark=params["equal_per_benchmark"], seed=params["seed"]))
+            flops=params.get("flops"), equal_per_benchmark=params["equal_per_benchmark"], seed=params["seed"]),
+            contamination_options(params))
 
 
 class IndexKind(JobKind):
