@@ -62,11 +62,12 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from curation.laws.base import (Allocation, Observation, PerformanceLaw, Pool, Prediction, budget_in_samples,
-                                check_budget, check_pools, observation_arrays, origin_of, pool_of_row, pool_row,
-                                range_parameters, register, stored_range)
+from curation.laws.base import (Allocation, FitRange, Observation, PerformanceLaw, Pool, Prediction,
+                                budget_in_samples, check_budget, check_pools, observation_arrays, origin_of,
+                                pool_of_row, pool_row, range_parameters, register, stored_range)
 
-__all__ = ["BOUNDS", "DEFAULTS", "DEFAULT_TAU", "PARAMETERS", "PRIOR_SD", "Allocation", "MixtureLaw", "Observation", "Pool", "Prediction",
+__all__ = ["BOUNDS", "DEFAULTS", "DEFAULT_TAU", "PARAMETERS", "PRIOR_SD", "Allocation", "MixtureLaw", "Observation",
+           "Pool", "Prediction",
            "budget_in_samples", "effective_samples", "fit_mixture_law", "standardised_features"]
 
 _UNIT = 1e5
@@ -78,7 +79,7 @@ PARAMETERS = ("c", "A", "beta", "gamma", "eta", "tau")
 
 @register
 @dataclass(frozen=True)
-class MixtureLaw(PerformanceLaw):
+class MixtureLaw(FitRange, PerformanceLaw):
     r"""The fitted model of the module docstring over named ``pools``: the performance law of kind
     ``effective_data`` (:mod:`curation.laws`).
 
@@ -101,15 +102,7 @@ class MixtureLaw(PerformanceLaw):
     higher_is_better: bool
     offsets: tuple[float, ...] = ()
     half_lives: tuple[float, ...] = ()
-    rmse: float = 0.0
-    band_rmse: float = math.nan
-    band_growth: float = math.nan
-    observed_sizes: tuple[float, float] = (math.nan, math.nan)
-    observed_repetitions: float = math.nan
-    provenance: Mapping[str, str] = field(default_factory=dict)
-    far: float = 0.0
     value_range: tuple[float, float] = (-math.inf, math.inf)
-    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     # -- the model -------------------------------------------------------------------
     @property
@@ -361,8 +354,8 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
             theta = per_pool_fit(free, theta, with_half_life)
         values, delta, epsilon = split(free, theta, with_half_life)
         lower, upper = box(free)
-        hit = [name for name, t, lo, hi in zip(free, theta, lower, upper)
-               if np.isfinite(lo) and (abs(t - lo) < 1e-6 * max(1.0, abs(lo)) or abs(t - hi) < 1e-6 * max(1.0, abs(hi)))]
+        hit = [name for name, t, lo, hi in zip(free, theta, lower, upper) if np.isfinite(lo)
+               and min(abs(t - lo) / max(1.0, abs(lo)), abs(t - hi) / max(1.0, abs(hi))) < 1e-6]
         for name in hit:
             edge = min(BOUNDS[name], key=lambda bound: abs(values[name] - bound))
             if name in DEFAULTS:

@@ -57,9 +57,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from curation.laws.base import (Allocation, Observation, PerformanceLaw, Pool, Prediction, check_budget, check_pools,
-                                observation_arrays, origin_of, pool_of_row, pool_row, range_parameters, register,
-                                stored_range)
+from curation.laws.base import (Allocation, FitRange, Observation, PerformanceLaw, Pool, Prediction, check_budget,
+                                check_pools, observation_arrays, origin_of, pool_of_row, pool_row, range_parameters,
+                                register, stored_range)
 
 _UNIT = 1e5
 _HALF_LIVES_KEPT = 60  # 2**-60 ~ 1e-18: later repetitions change nothing in float64
@@ -215,7 +215,7 @@ def union_weights(pools: Sequence[Pool], names: Sequence[str]) -> dict[str, floa
 
 @register
 @dataclass(frozen=True)
-class GoyalLaw(PerformanceLaw):
+class GoyalLaw(FitRange, PerformanceLaw):
     """The recursion of the module docstring as the performance law of kind ``goyal`` (:mod:`curation.laws`).
 
     Every pool is a bucket with its own ``b`` and ``tau`` (tuples in ``pools`` order) and
@@ -241,15 +241,7 @@ class GoyalLaw(PerformanceLaw):
     b: tuple[float, ...]
     tau: tuple[float, ...]
     higher_is_better: bool = True
-    rmse: float = 0.0
-    band_rmse: float = math.nan
-    band_growth: float = math.nan
-    observed_sizes: tuple[float, float] = (math.nan, math.nan)
-    observed_repetitions: float = math.nan
-    provenance: Mapping[str, str] = field(default_factory=dict)
-    far: float = 0.0
     value_range: tuple[float, float] = (0.0, 1.0)
-    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not (len(self.b) == len(self.tau) == len(self.pools)):
@@ -263,7 +255,8 @@ class GoyalLaw(PerformanceLaw):
                                                        for p, b, tau in zip(self.pools, self.b, self.tau)})
 
     def chosen(self, shown) -> np.ndarray:
-        """The pools (m, P) bool that samples ``shown`` (m, P) train on; ``ValueError`` unless in their size proportions."""
+        """The pools (m, P) bool that samples ``shown`` (m, P) train on; ``ValueError`` unless each row is in
+        its pools' size proportions."""
         shown = np.atleast_2d(np.asarray(shown, dtype=np.float64))
         chosen = shown > 0
         if not chosen.any(1).all():

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -98,6 +98,21 @@ class Prediction:
     outside: float
     extrapolated: bool
     clamped: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitRange:
+    """The fit-quality fields every law carries (see :class:`PerformanceLaw`), keyword-only with their
+    defaults; a law is a frozen dataclass deriving from this and :class:`PerformanceLaw`."""
+
+    rmse: float = 0.0
+    band_rmse: float = math.nan
+    band_growth: float = math.nan
+    observed_sizes: tuple[float, float] = (math.nan, math.nan)
+    observed_repetitions: float = math.nan
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    far: float = 0.0
+    at_bound: Mapping[str, str] = field(default_factory=dict)
 
 
 def register(cls: type["PerformanceLaw"]) -> type["PerformanceLaw"]:

@@ -43,7 +43,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares, minimize
 
-from curation.laws.base import (Allocation, Observation, PerformanceLaw, Pool, check_budget, check_pools,
+from curation.laws.base import (Allocation, FitRange, Observation, PerformanceLaw, Pool, check_budget, check_pools,
                                 observation_arrays, origin_of, pool_of_row, pool_row, range_parameters, register,
                                 stored_range)
 
@@ -54,7 +54,7 @@ _T_BOUND = 50.0
 
 @register
 @dataclass(frozen=True)
-class MixingLaw(PerformanceLaw):
+class MixingLaw(FitRange, PerformanceLaw):
     """The law of the module docstring: kind ``mixing_law``; ``sizes`` (S,) ascending, ``c`` (S,)
     and ``t`` (S, P) per size."""
 
@@ -65,15 +65,7 @@ class MixingLaw(PerformanceLaw):
     c: tuple[float, ...]
     t: tuple[tuple[float, ...], ...]
     higher_is_better: bool
-    rmse: float = 0.0
-    band_rmse: float = math.nan
-    band_growth: float = math.nan
-    observed_sizes: tuple[float, float] = (math.nan, math.nan)
-    observed_repetitions: float = math.nan
-    provenance: Mapping[str, str] = field(default_factory=dict)
-    far: float = 0.0
     value_range: tuple[float, float] = (-math.inf, math.inf)
-    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def _sign(self) -> float:
