@@ -2,6 +2,7 @@
 and ``manage.py demo``: every number says what it counts, its unit and band level where known."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping, Sequence
 
 from curation.pilots import metric_unit
@@ -19,14 +20,23 @@ def pool_table(rows: Sequence[Mapping], *, indent: str = "  ") -> list[str]:
 
 
 def prediction_line(predicted: Mapping) -> str:
-    """``Predicted <metric> (<unit>, lower is better): value, 95% band [low, high]; parameters from: ...``."""
+    """``Predicted <metric> (<unit>, lower is better): value, 95% band [low, high]; parameters from:
+    proxy (tau: defaults)``: the source most parameters came from, then each parameter that came from
+    another (a default is one the data could not identify), then the flags a reader must not miss."""
     unit = predicted.get("unit") or metric_unit(predicted["metric"])
     direction = f"{'higher' if predicted['higher_is_better'] else 'lower'} is better"
     level = predicted.get("level")
     band = f"{level:.0%} band" if level else "band"
-    sources = ", ".join(sorted(set((predicted.get("provenance") or {}).values()))) or "unknown"
+    provenance = predicted.get("provenance") or {}
+    counts = Counter(provenance.values())
+    main = max(sorted(counts), key=lambda source: (counts[source], source != "defaults")) if counts else "unknown"
+    others = ", ".join(f"{name}: {source}" for name, source in provenance.items() if source != main)
+    flags = [text for key, text in (("extrapolated", "EXTRAPOLATED beyond the observed sizes or repetitions"),
+                                    ("clamped", "CLAMPED to the metric's possible range"))
+             if predicted.get(key)]
     return (f"Predicted {predicted['metric']} ({f'{unit}, ' if unit else ''}{direction}): {predicted['value']:.3f}, "
-            f"{band} [{predicted['low']:.3f}, {predicted['high']:.3f}]; parameters from: {sources}")
+            f"{band} [{predicted['low']:.3f}, {predicted['high']:.3f}]; parameters from: {main}"
+            f"{f' ({others})' if others else ''}{''.join(f'; {flag}' for flag in flags)}")
 
 
 def betr_line(betr: Mapping) -> str:

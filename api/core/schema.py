@@ -1,8 +1,10 @@
 """The OpenAPI schema says what the API does: drf-spectacular's AutoSchema and one postprocessing hook.
 
-* Only ``list`` actions are paginated (DRF paginates in ``ListModelMixin.list`` and
-  nowhere else), so only they are documented with ``{next, previous, results}`` and
-  the ``cursor`` / ``page_size`` parameters; other many-valued answers are bare arrays.
+* Only ``list`` actions and the extra actions that name their own ``pagination_class``
+  (``@action(pagination_class=...)``, e.g. a corpus's contamination) are paginated (DRF
+  paginates in ``ListModelMixin.list``; such an action calls the paginator itself), so
+  only they are documented with ``{next, previous, results}`` and the ``cursor`` /
+  ``page_size`` parameters; other many-valued answers are bare arrays.
 * A number field that is exclusive at its minimum (``StrictFloatField(exclusive_min=True)``,
   e.g. a budget: > 0) says ``exclusiveMinimum``.
 * A string field says it holds no NUL (DRF refuses one); a POST's body is required.
@@ -115,7 +117,9 @@ class AutoSchema(openapi.AutoSchema):
             schema["exclusiveMinimum"] = True  # OpenAPI 3.0: a flag on ``minimum``
 
     def _get_paginator(self):
-        if getattr(self.view, "action", None) != "list":
+        action = getattr(self.view, "action", None)
+        declared = getattr(getattr(self.view, action or "", None), "kwargs", {})
+        if action != "list" and "pagination_class" not in declared:
             return None
         return super()._get_paginator()
 

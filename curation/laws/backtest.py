@@ -104,7 +104,7 @@ def _split(kind, pools, train, test, name, higher_is_better, value_range, sink: 
 
 
 def band_scales(heldout: Sequence[dict], rmse: float) -> tuple[float, float]:
-    """``(s_m, s_d)`` of :func:`curation.laws.base.band_half_width` from held-out rows.
+    r"""``(s_m, s_d)`` of :func:`curation.laws.base.band_half_width` from held-out rows.
 
     :math:`s_m` is the RMS residual of the ``mixtures`` split (the in-sample ``rmse`` without it),
     :math:`s_d^2 = \mathrm{mean}_j \max(r_j^2 - s_m^2, 0) / g(o_j)^2` over the ``size`` split

@@ -274,7 +274,7 @@ def growth(outside) -> np.ndarray:
 
 
 def band_half_width(z: float, in_range: float, per_growth: float, outside):
-    """:math:`z \sqrt{s_m^2 + (s_d g(o))^2}` (module docstring), elementwise in ``outside``."""
+    r""":math:`z \sqrt{s_m^2 + (s_d g(o))^2}` (module docstring), elementwise in ``outside``."""
     return z * np.sqrt(in_range ** 2 + (per_growth * growth(outside)) ** 2)
 
 

@@ -16,7 +16,8 @@ def test_curate_writes_the_mixture_and_the_manifest(tmp_path, capsys):
     assert main(["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--budget", "150",
                  "--embedder", "hashing", "--eps", "0.05", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Predicted proxy_cross_entropy" in printed and "parameters from: proxy" in printed
+    assert "Predicted proxy_cross_entropy (nats per token, lower is better)" in printed
+    assert "parameters from: proxy (half_lives: defaults)" in printed, "proxy pilots cannot identify half-lives"
     mixture = json.loads((out / "mixture.json").read_text())
     assert abs(sum(mixture["weights"].values()) - 1) < 1e-9
     by_source = {}

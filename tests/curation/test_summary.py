@@ -27,7 +27,11 @@ def test_prediction_line_names_the_unit_direction_and_band_level():
                  "level": 0.95, "provenance": {"c": "proxy", "tau": "defaults"}}
     assert summary.prediction_line(predicted) == (
         "Predicted proxy_cross_entropy (nats per token, lower is better): 8.126, 95% band [7.931, 8.322]; "
-        "parameters from: defaults, proxy")
+        "parameters from: proxy (tau: defaults)")
+    flagged = {**predicted, "extrapolated": True, "clamped": True, "provenance": {"c": "pilots", "tau": "pilots"}}
+    assert summary.prediction_line(flagged).endswith(
+        "parameters from: pilots; EXTRAPOLATED beyond the observed sizes or repetitions; "
+        "CLAMPED to the metric's possible range")
     mine = {**predicted, "metric": "accuracy", "higher_is_better": True, "level": None, "provenance": {}}
     assert summary.prediction_line(mine) == ("Predicted accuracy (higher is better): 8.126, band [7.931, 8.322]; "
                                              "parameters from: unknown")
