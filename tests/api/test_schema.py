@@ -44,11 +44,16 @@ def test_every_operation_documents_the_errors_in_one_shape(schema):
     assert "Retry-After" in schema["components"]["responses"]["RateLimited"]["headers"]
 
 
-def test_only_lists_are_documented_as_paginated(schema):
+def test_only_paginated_answers_are_documented_as_paginated(schema):
+    """Lists, and the one extra action that pages its answer (a corpus's contamination)."""
     pages = {label for label, operation in _operations(schema)
              if "cursor" in {p["name"] for p in operation.get("parameters", [])}}
     assert pages == {f"GET /api/v1/{name}/" for name in ("benchmarks", "corpora", "jobs", "mixtures",
-                                                          "performance-models", "pilot-runs", "schedules")}
+                                                          "performance-models", "pilot-runs", "schedules")
+                     } | {"GET /api/v1/corpora/{id}/contamination/"}
+    contamination = dict(_operations(schema))["GET /api/v1/corpora/{id}/contamination/"]
+    page = contamination["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    assert set(schema["components"]["schemas"][page]["properties"]) == {"next", "previous", "results"}
     for label in ("GET /api/v1/corpora/{id}/predictions/", "GET /api/v1/schedules/{id}/firings/",
                   "POST /api/v1/pilot-runs/"):
         operation = dict(_operations(schema))[label]
