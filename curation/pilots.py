@@ -13,6 +13,7 @@ seen many times over and the repetition half-life can be fitted.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -23,11 +24,20 @@ from curation.proxy import BigramProxy, token_ids
 METRIC = "proxy_cross_entropy"
 #: Units of the metrics the service defines (a pilot run's metric is the user's own: unit unknown).
 METRIC_UNITS = {METRIC: "nats per token"}
+#: The values the metrics the service defines can take: a cross-entropy is >= 0 and unbounded above
+#: (the smoothed bigram can give a target token less than 1/buckets).
+METRIC_RANGES = {METRIC: (0.0, math.inf)}
 
 
 def metric_unit(metric: str) -> str | None:
     """The unit of ``metric`` where the service knows it, else ``None``."""
     return METRIC_UNITS.get(metric)
+
+
+def known_metric_range(metric: str) -> tuple[float, float] | None:
+    """The range of ``metric`` where the service defines it, else ``None`` (then
+    :func:`curation.laws.base.metric_range` infers one from the observations)."""
+    return METRIC_RANGES.get(metric)
 
 
 def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, max_vertices: int = 12,

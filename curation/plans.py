@@ -126,6 +126,7 @@ class CurateParams:
     ot_sample_size: int = 300
     seed: int = 0
     contamination: ContaminationOptions = field(default_factory=ContaminationOptions)
+    law: str | None = None
 
     def index(self) -> IndexParams:
         return IndexParams(self.corpus, self.embedder, seed=self.seed)
@@ -145,7 +146,8 @@ class CurateParams:
         pools = PoolSpec(kept=ScoreRef(self.prune_method),
                          quality=ScoreRef("betr") if self.quality_pools else None)
         return decontaminated_fit(FitParams(self.corpus, self.benchmarks, self.embedder, pools=pools,
-                                            metric=self.metric, ot_sample_size=self.ot_sample_size, seed=self.seed),
+                                            metric=self.metric, ot_sample_size=self.ot_sample_size, seed=self.seed,
+                                            law=self.law),
                                   self.contamination)
 
     def mixture(self) -> MixtureParams:
@@ -175,4 +177,4 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
                  "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"],
                  **{k: selected[k] for k in ("kept", "token_fraction", "kept_tokens", "total_tokens")}},
         "ot": ctx.output("ot")["pool_ot"],
-        "fit": {k: fit[k] for k in ("metric", "fit_error", "provenance")}}}
+        "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "provenance", "at_bound", "backtest")}}}

@@ -32,9 +32,10 @@ class PilotRun(TenantOwned):
 class PerformanceModel(TenantOwned):
     """A fitted performance model for one corpus, target benchmarks and metric.
 
-    ``parameters`` are those of :class:`curation.mixture.MixtureLaw` plus the pool
-    features it was fitted with; ``provenance`` maps each parameter to where it came
-    from (``pilot_runs``, ``proxy`` or ``defaults``).
+    ``kind`` is the law (:data:`curation.laws.LAWS`), chosen by ``backtest`` or asked for;
+    ``parameters`` are that law's, with its fit-quality fields (band scales, observed range,
+    value range, parameters that ended on a bound); ``provenance`` maps each parameter to
+    where it came from (``pilot_runs``, ``proxy`` or ``defaults``).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -49,6 +50,11 @@ class PerformanceModel(TenantOwned):
     fit_error = models.FloatField(null=True, blank=True, help_text="RMS residual over the observations")
     provenance = models.JSONField(default=dict, help_text="{parameter: pilot_runs | proxy | defaults}")
     observations = models.JSONField(default=list, help_text="[{mixture, size, value, fitted, origin}]")
+    backtest = models.JSONField(null=True, blank=True, help_text=(
+        "how the law was chosen and how well it predicts held-out pilots: {chosen, selected_by, laws: {kind: "
+        "{fit_error, size, mixtures} | {error}}, heldout: [{weights, size, observed, predicted, outside, "
+        "split}], coverage: {level, covered, points}, band: {in_range, per_growth}}; null for a model fitted "
+        "before backtests"))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from api.datasets.selectors import dataset_ref
 from api.jobs.models import JobUnit
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.tenancy.models import Tenant
+from curation.laws.backtest import backtest_summary
 from curation.steps import PoolSpec, StoredModel
 
 
@@ -41,4 +42,5 @@ def stored_model(*, tenant_id, model_id) -> StoredModel:
             spec = PoolSpec.from_dict(fit.output["model"]["pool_spec"]).resolved(str(model.job_id))
     return StoredModel(kind=model.kind, metric=model.metric, higher_is_better=model.higher_is_better,
                        parameters=model.parameters, pools=model.pools, provenance=model.provenance,
-                       corpus=dataset_ref(model.corpus), pool_spec=spec)
+                       corpus=dataset_ref(model.corpus), pool_spec=spec,
+                       backtest=backtest_summary(model.backtest) if model.backtest else None)

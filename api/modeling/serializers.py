@@ -30,7 +30,7 @@ class PerformanceModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = PerformanceModel
         fields = ["id", "corpus", "benchmarks", "job", "metric", "higher_is_better", "kind", "parameters", "pools",
-                  "fit_error", "provenance", "observations", "created_at"]
+                  "fit_error", "provenance", "observations", "backtest", "created_at"]
 
 
 class MixtureSerializer(serializers.ModelSerializer):
@@ -58,16 +58,46 @@ class PredictionInputSerializer(serializers.Serializer):
         return data
 
 
+class CoverageSerializer(serializers.Serializer):
+    level = serializers.FloatField(help_text="the band level whose coverage was measured")
+    covered = serializers.FloatField(allow_null=True, help_text="share of held-out pilots inside that band")
+    points = serializers.IntegerField(help_text="held-out pilots it was measured on")
+
+
+class BacktestSummarySerializer(serializers.Serializer):
+    law = serializers.CharField(help_text="the law's kind")
+    selected_by = serializers.ChoiceField(choices=["both", "size", "mixtures", "fit_error", "requested", "only"],
+                                          help_text="how it was chosen: the lowest worse held-out error over "
+                                          "the largest pilot size and unseen mixtures (both), or the one split "
+                                          "that could be made; lowest fit error; asked for; the only one that "
+                                          "fits")
+    size_rmse = serializers.FloatField(allow_null=True, help_text="RMS error predicting the largest pilot size "
+                                       "from the smaller ones (metric units); null with one size")
+    mixtures_rmse = serializers.FloatField(allow_null=True, help_text="RMS error on unseen mixtures at seen "
+                                           "sizes (5-fold); null with one mixture")
+    coverage = CoverageSerializer()
+
+
 class PredictionSerializer(serializers.Serializer):
     performance_model = serializers.UUIDField()
     metric = serializers.CharField()
+    unit = serializers.CharField(allow_null=True, help_text="e.g. nats per token for proxy_cross_entropy; null "
+                                 "for a pilot-run metric (the user's own)")
     higher_is_better = serializers.BooleanField()
+    law = serializers.CharField(help_text="the performance law's kind")
     value = serializers.FloatField()
     low = serializers.FloatField()
     high = serializers.FloatField()
-    level = serializers.FloatField()
-    extrapolated = serializers.BooleanField()
-    outside_doublings = serializers.FloatField()
+    level = serializers.FloatField(help_text="the probability the band [low, high] is drawn for")
+    extrapolated = serializers.BooleanField(help_text="the budget or a pool's repetitions lie outside what the "
+                                            "observations covered; the band is widened")
+    outside_doublings = serializers.FloatField(help_text="doublings beyond the observed sizes or repetitions")
+    clamped = serializers.BooleanField(help_text="the law's value left the metric's possible range and was "
+                                       "put back at its edge")
     budget_samples = serializers.FloatField()
     repetitions = serializers.DictField(child=serializers.FloatField())
-    provenance = serializers.DictField(child=serializers.CharField())
+    provenance = serializers.DictField(child=serializers.CharField(), help_text="{parameter: pilot_runs | proxy "
+                                       "| defaults}; a default is a parameter the observations cannot identify")
+    at_bound = serializers.DictField(child=serializers.CharField(), help_text="{parameter: what happened} for "
+                                     "fitted parameters that ended on a bound")
+    backtest = BacktestSummarySerializer(allow_null=True)

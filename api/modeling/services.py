@@ -10,6 +10,8 @@ from api.modeling.models import PerformanceModel, PilotRun
 from api.modeling.selectors import performance_model_get
 from api.tenancy.models import Tenant
 from curation.laws import LAWS, PerformanceLaw, budget_in_samples, restore_law
+from curation.laws.backtest import backtest_summary
+from curation.pilots import metric_unit
 from curation.pools import known_pools, validate_mixture
 
 
@@ -76,10 +78,12 @@ def prediction_create(*, tenant: Tenant, model_id, mixture: dict, budget: float,
     prediction = _request_checked("budget", law.predict, weights, samples, level=level)
     unique = dict(zip(law.names, law.unique))
     return {
-        "performance_model": str(model.pk), "metric": model.metric, "higher_is_better": model.higher_is_better,
+        "performance_model": str(model.pk), "metric": model.metric, "unit": metric_unit(model.metric),
+        "higher_is_better": model.higher_is_better, "law": model.kind,
         "value": prediction.value, "low": prediction.low, "high": prediction.high, "level": level,
         "extrapolated": prediction.extrapolated, "outside_doublings": prediction.outside,
-        "budget_samples": samples,
+        "clamped": prediction.clamped, "budget_samples": samples,
         "repetitions": {pool: w * samples / unique[pool] for pool, w in weights.items() if w > 0},
-        "provenance": model.provenance,
+        "provenance": model.provenance, "at_bound": dict(law.at_bound),
+        "backtest": backtest_summary(model.backtest) if model.backtest else None,
     }

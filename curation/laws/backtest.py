@@ -8,8 +8,9 @@ Two held-out splits match how predictions are used:
   predict the held-out mixtures at the sizes seen (what a new mixture asks).
 
 :func:`select_law` fits every registered law that the observations allow, backtests each, and
-keeps the one of lowest ``size`` error (the ``mixtures`` error where there is one size only),
-unless a ``kind`` is asked for. The chosen law's band scales come from its held-out residuals
+keeps the one whose worse error over the two splits is lowest (a law that extrapolates in size
+well but misses unseen mixtures by orders of magnitude is not chosen; one split where the
+other cannot be made), unless a ``kind`` is asked for. The chosen law's band scales come from its held-out residuals
 (:func:`band_scales`: ``band_rmse`` from new mixtures at seen sizes, ``band_growth`` from the
 held-out largest size, per unit of the band's growth outside the observations,
 :mod:`curation.laws.base`), and the band's coverage is measured on the same held-out points.
@@ -135,7 +136,8 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
                ) -> tuple[PerformanceLaw, dict]:
     """The chosen law, with ``band_rmse`` from its backtest, and the backtest report.
 
-    The report: ``chosen``, ``selected_by`` (``size``, ``mixtures``, ``requested`` or ``only``),
+    The report: ``chosen``, ``selected_by`` (``both``, ``size``, ``mixtures``: the splits it was ranked on;
+    ``fit_error`` where no split could be made; ``requested`` or ``only``),
     ``laws`` (kind -> ``fit_error``, ``size`` and ``mixtures`` split results, or ``error`` where the
     law cannot be fitted), the chosen law's ``heldout`` points and the band's ``coverage``.
     ``ValueError`` when no law (or the requested one) can be fitted, naming why.
@@ -165,9 +167,16 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
     elif len(laws) == 1:
         chosen, selected_by = next(iter(laws)), "only"
     else:
-        split = "size" if any(math.isfinite(error(k, "size")) for k in laws) else "mixtures"
-        ranked = sorted(laws, key=lambda k: (error(k, split), error(k, "mixtures"), table[k]["fit_error"]))
-        chosen, selected_by = ranked[0], split if math.isfinite(error(ranked[0], split)) else "fit_error"
+        # A law must predict both what a larger budget asks (size) and what a new mixture asks (mixtures):
+        # it is ranked by the worse of its errors over the splits some law could be tested on.
+        splits = [s for s in ("size", "mixtures") if any(math.isfinite(error(k, s)) for k in laws)]
+
+        def worst(k: str) -> float:
+            return max((error(k, s) for s in splits), default=math.inf)
+
+        ranked = sorted(laws, key=lambda k: (worst(k), table[k]["fit_error"]))
+        by = "both" if len(splits) == 2 else splits[0] if splits else "fit_error"
+        chosen, selected_by = ranked[0], by if math.isfinite(worst(ranked[0])) else "fit_error"
     heldout = table[chosen]["heldout"]
     in_range, per_growth = band_scales(heldout, laws[chosen].rmse)
     law = replace(laws[chosen], band_rmse=in_range, band_growth=per_growth)
@@ -176,3 +185,18 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
               "heldout": heldout, "coverage": coverage(heldout, law),
               "band": {"in_range": law.band_scale, "per_growth": law.growth_scale}}
     return law, report
+
+
+def backtest_summary(report: dict) -> dict:
+    """What a prediction states about its law (JSON): ``law`` (the chosen kind), ``selected_by``, the
+    chosen law's held-out RMS errors ``size_rmse`` (the largest pilot size, predicted from the others:
+    the extrapolation error) and ``mixtures_rmse`` (unseen mixtures at seen sizes), None where that
+    split could not be made, and the band's measured ``coverage`` ``{"level", "covered", "points"}``."""
+    chosen = report["laws"][report["chosen"]]
+
+    def rmse(split: str):
+        value = chosen.get(split)
+        return value.get("rmse") if value else None
+
+    return {"law": report["chosen"], "selected_by": report["selected_by"], "size_rmse": rmse("size"),
+            "mixtures_rmse": rmse("mixtures"), "coverage": report["coverage"]}

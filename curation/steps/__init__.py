@@ -92,6 +92,7 @@ class StoredModel:
     provenance: dict
     corpus: DatasetRef
     pool_spec: PoolSpec
+    backtest: dict | None = None  # curation.laws.backtest.backtest_summary; None for a model fitted before it
 
 
 def _no_progress(done: int, total: int) -> None:

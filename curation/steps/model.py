@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 
 from curation.embedders import embedder_key
 from curation.manifest import select_documents, write_manifest
-from curation.laws import Observation, Pool, budget_in_samples, fit_law, restore_law
+from curation.laws import Observation, Pool, budget_in_samples, restore_law
+from curation.laws.backtest import backtest_summary, select_law
+from curation.laws.base import metric_range
 from curation.ot import distance_table
-from curation.pilots import METRIC as PROXY_METRIC, metric_unit, proxy_observations
+from curation.pilots import METRIC as PROXY_METRIC, known_metric_range, metric_unit, proxy_observations
 from curation.pools import assign_pools, source_name
 from curation.steps import Context, DatasetRef, PoolSpec, ScoreRef, StoredModel
 from curation.steps.decontaminate import contaminated_mask
@@ -37,7 +39,8 @@ POOL_OT = {"metric": "cosine", "reg": 0.05, "n_resamples": 5}
 @dataclass(frozen=True)
 class FitParams:
     """Fit a law of ``corpus``'s pools to ``benchmarks``: the user's pilot runs of ``metric``,
-    or (``metric`` None) the built-in proxy evaluator's observations."""
+    or (``metric`` None) the built-in proxy evaluator's observations; ``law`` (a kind of
+    :data:`curation.laws.LAWS`) or, None, the one the backtest chooses."""
 
     corpus: DatasetRef
     benchmarks: tuple[DatasetRef, ...]
@@ -46,6 +49,7 @@ class FitParams:
     metric: str | None = None
     ot_sample_size: int = 300
     seed: int = 0
+    law: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,9 @@ def pilot_observations(ctx: Context, index: int, params: FitParams) -> dict:
 
 
 def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage: str, pilots_stage: str) -> dict:
-    """Fit the effective-data law to the pilot observations, with OT and quality as pool features."""
+    """Fit every performance law the observations allow (OT and quality are pool features), backtest
+    each and keep the one that extrapolates best, or the one ``params.law`` asks for
+    (:func:`curation.laws.backtest.select_law`); the output carries the backtest report."""
     pools, quality = pool_inputs(ctx, params.corpus, params.pools)
     ot = ctx.output(ot_stage)["pool_ot"]
     pilots = ctx.output(pilots_stage)
@@ -164,16 +170,21 @@ def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage
                  for name in _names(pools)]
     observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"], origin=o["origin"])
                     for o in pilots["observations"]]
+    higher_is_better = pilots["higher_is_better"]
+    value_range = metric_range([o.value for o in observations], higher_is_better=higher_is_better,
+                               known=known_metric_range(pilots["metric"]))
     try:
-        law = fit_law("effective_data", pool_list, observations, higher_is_better=pilots["higher_is_better"])
+        law, report = select_law(pool_list, observations, higher_is_better=higher_is_better, kind=params.law,
+                                 value_range=value_range, seed=params.seed)
     except ValueError as exc:
         raise ValueError(f"the performance model could not be fitted: {exc}") from None
     fitted = law.fitted(observations)
-    model = {**law.to_stored(), "metric": pilots["metric"], "higher_is_better": pilots["higher_is_better"],
-             "pool_spec": params.pools.as_dict(),
+    model = {**law.to_stored(), "metric": pilots["metric"], "higher_is_better": higher_is_better,
+             "pool_spec": params.pools.as_dict(), "backtest": report,
              "observations": [o | {"fitted": float(f)} for o, f in zip(pilots["observations"], fitted)]}
-    return {"metric": pilots["metric"], "fit_error": law.rmse, "parameters": law.parameters(),
-            "provenance": model["provenance"],
+    return {"metric": pilots["metric"], "law": law.kind, "fit_error": law.rmse, "parameters": law.parameters(),
+            "provenance": model["provenance"], "at_bound": dict(law.at_bound),
+            "backtest": backtest_summary(report),
             "pools": {row["name"]: {"unique_documents": row["unique"], "utility": row.get("utility")}
                       for row in law.pool_rows()},
             "model": model}
@@ -186,7 +197,8 @@ def _stored(ctx: Context, params: MixtureParams) -> tuple[StoredModel, str | Non
     m = fit["model"]
     return StoredModel(kind=m["kind"], metric=m["metric"], higher_is_better=m["higher_is_better"],
                        parameters=m["parameters"], pools=m["pools"], provenance=m["provenance"],
-                       corpus=params.corpus, pool_spec=PoolSpec.from_dict(m["pool_spec"])), fit.get("performance_model")
+                       corpus=params.corpus, pool_spec=PoolSpec.from_dict(m["pool_spec"]),
+                       backtest=backtest_summary(m["backtest"])), fit.get("performance_model")
 
 
 def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
@@ -210,7 +222,9 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
     predicted = {"metric": stored.metric, "unit": metric_unit(stored.metric),
                  "higher_is_better": stored.higher_is_better, "value": prediction.value,
                  "low": prediction.low, "high": prediction.high, "level": BAND_LEVEL,
-                 "extrapolated": prediction.extrapolated, "provenance": stored.provenance}
+                 "extrapolated": prediction.extrapolated, "outside_doublings": prediction.outside,
+                 "clamped": prediction.clamped, "provenance": stored.provenance,
+                 "at_bound": dict(law.at_bound), "law": stored.kind, "backtest": stored.backtest}
     return {"mixture": str(identifier), "performance_model": model_id, "corpus": corpus.id,
             "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": budget, "pools": rows,
             "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,

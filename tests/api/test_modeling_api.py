@@ -34,7 +34,14 @@ def test_mixture_job_fits_a_model_and_answers_with_a_manifest(client_a, fitted):
     corpus, result = fitted
     model = client_a.get(f"/api/v1/performance-models/{result['performance_model']}/").json()
     assert model["metric"] == "proxy_cross_entropy" and model["higher_is_better"] is False
-    assert model["provenance"]["beta"] == "proxy" and model["fit_error"] >= 0
+    assert model["fit_error"] >= 0 and set(model["provenance"].values()) <= {"proxy", "defaults"}
+    backtest = model["backtest"]
+    assert backtest["chosen"] == model["kind"] and backtest["selected_by"] == "both"
+    worst = {kind: max(law["size"]["rmse"], law["mixtures"]["rmse"])
+             for kind, law in backtest["laws"].items() if "error" not in law}
+    assert len(worst) >= 2 and worst[model["kind"]] == min(worst.values()), "the worse split decides"
+    assert "goyal" in backtest["laws"] and "error" in backtest["laws"]["goyal"], "a loss is not an error rate"
+    assert backtest["coverage"]["points"] == len(backtest["heldout"]) > 0
     assert {p["name"] for p in model["pools"]} == set(corpus["sources"])
     assert len(model["observations"]) >= 12 and all("fitted" in o for o in model["observations"])
 
@@ -71,6 +78,10 @@ def test_predictions_are_synchronous_and_validated(client_a, client_b, fitted):
                                                    "budget": 1000}, format="json").json()
     body = small.json()
     assert body["low"] <= body["value"] <= body["high"] and body["provenance"]["c"] == "proxy"
+    model = client_a.get(f"/api/v1/performance-models/{model_id}/").json()
+    assert body["unit"] == "nats per token" and body["law"] == model["kind"] and body["clamped"] is False
+    assert body["backtest"]["law"] == model["kind"] and body["backtest"]["coverage"]["level"] == 0.95
+    assert body["backtest"]["size_rmse"] == model["backtest"]["laws"][model["kind"]]["size"]["rmse"]
     assert large["value"] <= body["value"], "more data never raises the predicted cross-entropy"
     tokens = client_a.post("/api/v1/predictions/", {"performance_model": model_id, "mixture": mixture,
                                                     "budget": 1e4, "budget_unit": "tokens"}, format="json").json()

@@ -37,7 +37,7 @@ def tmars():
 @pytest.mark.filterwarnings("ignore::curation.scaling.ExtrapolationWarning")
 def test_published_ground_truth_is_recovered_and_chosen(tmars):
     law, report, pools, names = tmars
-    assert report["chosen"] == "goyal" and report["selected_by"] == "size"
+    assert report["chosen"] == "goyal" and report["selected_by"] == "both"
     assert report["laws"]["goyal"]["size"]["rmse"] < report["laws"]["effective_data"]["size"]["rmse"]
     for k, published in enumerate(PUBLISHED_640M, start=1):
         prediction = law.predict(union_weights(pools, names[:k]), 640e6)

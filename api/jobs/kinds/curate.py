@@ -53,4 +53,4 @@ class CurateKind(RecordsModels):
             model_parameters=p.get("model_parameters"), frontier_points=p["frontier_points"], metric=p.get("metric"),
             prune_method=p["prune_method"], eps=p["eps"], prune_fraction=p["prune_fraction"],
             quality_pools=p["quality_pools"], sample_size=p["sample_size"], ot_sample_size=p["ot_sample_size"],
-            seed=p["seed"], contamination=contamination_options(p)))
+            seed=p["seed"], contamination=contamination_options(p), law=p.get("law")))

@@ -25,7 +25,7 @@ from api.jobs.kinds.embed import EmbedderField, embedder_spec
 from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation import plans
-from curation.laws import budget_in_samples
+from curation.laws import LAWS, budget_in_samples
 from curation.steps import PoolSpec, ScoreRef
 from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
 
@@ -41,6 +41,11 @@ class FitParams(serializers.Serializer):
     quality_pools = serializers.BooleanField(default=False, help_text="pools are source x quality decile "
                                              "(needs scores_job) instead of sources")
     ot_sample_size = StrictIntegerField(default=300, min_value=20, max_value=5000)
+    law = serializers.ChoiceField(choices=sorted(LAWS), required=False, help_text=(
+        "the performance law to fit: effective_data (utility-weighted, repetition-discounted data), goyal "
+        "(Goyal et al.'s multi-pool recursion; an error rate or accuracy in [0, 1]) or mixing_law (Data Mixing "
+        "Laws per size; needs pools + 2 pilots at each of two sizes); default: every law that fits, the one "
+        "with the lowest backtest error kept"))
     seed = SeedField()
 
 
@@ -117,7 +122,7 @@ def fit_params(tenant_id, params: dict) -> FitStepParams:
     corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
     return FitStepParams(corpus, benchmarks, embedder_spec(params["embedder"]),
                          pools=PoolSpec.from_dict(params.get("pools")), metric=params.get("metric"),
-                         ot_sample_size=params["ot_sample_size"], seed=params["seed"])
+                         ot_sample_size=params["ot_sample_size"], seed=params["seed"], law=params.get("law"))
 
 
 def mixture_params(params: dict) -> MixtureStepParams:
@@ -133,7 +138,7 @@ def record_model(job: Job, output: dict) -> dict:
         defaults={"tenant_id": job.tenant_id, "corpus_id": job.params["corpus"], "benchmarks": job.params["benchmarks"],
                   "job": job, "metric": m["metric"], "higher_is_better": m["higher_is_better"], "kind": m["kind"],
                   "parameters": m["parameters"], "pools": m["pools"], "fit_error": m["fit_error"],
-                  "provenance": m["provenance"], "observations": m["observations"]})
+                  "provenance": m["provenance"], "observations": m["observations"], "backtest": m["backtest"]})
     return {"performance_model": str(model.pk), **output}
 
 

@@ -158,6 +158,8 @@ class Command(BaseCommand):
         self.stdout.write(f"\nMixture {result['mixture']} at {budget:g} samples")
         self.stdout.write("\n".join(summary.pool_table(result["pools"])))
         self.stdout.write("\n" + summary.prediction_line(result["predicted"]))
+        if summary.backtest_line(result["predicted"]):
+            self.stdout.write(summary.backtest_line(result["predicted"]))
         mixture = call("GET", f"{api}/mixtures/{result['mixture']}/")
         predicted = result["predicted"]
         unit = predicted.get("unit") or metric_unit(predicted["metric"])
@@ -165,8 +167,12 @@ class Command(BaseCommand):
                           f"{f' in {unit}' if unit else ''}):")
         for row in mixture["frontier"][::6]:
             top = max(row["weights"], key=row["weights"].get)
-            self.stdout.write(f"  {row['budget']:>12,.0f} samples -> {row['value']:.3f}   largest pool {top} "
-                              f"({row['weights'][top]:.2f})")
+            flags = "".join(f"  {flag}" for flag, on in (("EXTRAPOLATED", row.get("extrapolated")),
+                                                          ("CLAMPED", row.get("clamped"))) if on)
+            self.stdout.write(f"  {row['budget']:>12,.0f} samples -> {row['value']:.3f} "
+                              f"[{row['low']:.3f}, {row['high']:.3f}]   largest pool {top} "
+                              f"({row['weights'][top]:.2f}){flags}")
+        self.stdout.write("  (EXTRAPOLATED: beyond the sizes or repetitions the pilots covered; the band is widened)")
         self.stdout.write(f"Manifest: {result['documents']} unique documents  ({api}/mixtures/{result['mixture']}/"
                           "documents/)")
 
@@ -176,6 +182,11 @@ class Command(BaseCommand):
                           f"application/json' -d '{{\"performance_model\": \"{result['performance_model']}\", "
                           f"\"mixture\": {json.dumps(result_weights(result))}, \"budget\": {budget * 4:g}}}' "
                           f"{api}/predictions/")
+        self.stdout.write(f"  Your pilot runs     curl -H 'Authorization: Bearer {login.key}' -H 'Content-Type: "
+                          f"application/json' -d '[{{\"corpus\": \"{result['corpus']}\", \"mixture\": "
+                          f"{json.dumps(result_weights(result))}, \"size\": 100000, \"metric\": \"accuracy\", "
+                          f"\"value\": 0.41}}]' {api}/pilot-runs/   (one per training run you made; then a fit "
+                          "job with params.metric=accuracy fits your metric)")
         self.stdout.write(f"  API docs            {base}/api/docs/")
 
     def _follow(self, call, url: str, label: str) -> dict:
