@@ -322,14 +322,36 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
         residual = model(values_of(free, theta_shared), zeros, zeros) - y
         sigma = max(float(np.sqrt(np.mean(residual ** 2))), 1e-3 * spread)
         offsets0 = np.zeros(len(prior))
-        if start is not None:  # the full fit's offsets and noise scale: one round is enough
+        if start is not None:  # from the full fit's offsets; the noise scale is this fit's own
             offsets0 = np.concatenate([start.delta[with_offset], np.log(start.tau_i / start.tau)[with_half_life]])
-            sigma = max(start.rmse, 1e-3 * spread)
         theta = np.clip(np.concatenate([theta_shared, offsets0]), lower + 1e-9, upper - 1e-9)
-        for _ in range(1 if start is not None else 3):
+        numeric = np.r_[np.arange(k_shared), np.arange(k_shared + k_offset, len(theta))]  # shared, half-lives
+        step = math.sqrt(np.finfo(float).eps)
+
+        def jacobian(t, sigma):
+            """d(penalised)/d(theta): the offsets' columns exact (dy/d delta_i = -beta (y - c) u_i e_i / E),
+            the shared parameters' and half-lives' by one-sided differences that stay inside the bounds."""
+            v, d, e = split(free, t, with_half_life)
+            utility = np.exp(-v["gamma"] * z_ot + v["eta"] * z_q + d)
+            contribution = effective_samples(shown, unique, v["tau"] * np.exp(e)) * utility  # (n, P)
+            total = np.maximum(contribution.sum(-1), 1e-12)
+            y_hat = v["c"] + sign * v["A"] * (total / _UNIT) ** (-v["beta"])
+            data = np.empty((len(y), len(t)))
+            data[:, k_shared:k_shared + k_offset] = (-v["beta"] * (y_hat - v["c"]) / total)[:, None] \
+                * contribution[:, with_offset]
+            for j in numeric:
+                h = step * max(1.0, abs(t[j]))
+                h = -h if t[j] + h > upper[j] else h
+                moved = t.copy()
+                moved[j] += h
+                data[:, j] = (model(*split(free, moved, with_half_life)) - y_hat) / h
+            return np.vstack([data / sigma, np.hstack([np.zeros((len(prior), k_shared)), np.diag(1.0 / prior)])])
+
+        for _ in range(3):
             def penalised(t, sigma=sigma):
                 return np.concatenate([(model(*split(free, t, with_half_life)) - y) / sigma, t[k_shared:] / prior])
-            result = least_squares(penalised, theta, bounds=(lower, upper), x_scale="jac", max_nfev=300)
+            result = least_squares(penalised, theta, jac=lambda t, sigma=sigma: jacobian(t, sigma),
+                                   bounds=(lower, upper), x_scale="jac", max_nfev=300)
             theta = result.x
             rss = float(np.sum((result.fun[:len(y)] * sigma) ** 2))
             data_rows, pen_rows = result.jac[:len(y)], result.jac[len(y):]
