@@ -20,6 +20,9 @@ from api.jobs.models import Job
 from api.schedules.models import Schedule
 from api.tenancy.models import ApiKey
 from curation.ingest import FieldMapping
+from curation.laws import Observation
+from curation.laws.backtest import select_law
+from curation.laws.base import pool_of_row
 from tests.api.helpers import files_under, upload
 from tests.console.conftest import PASSWORD, fill_tenant, observe_mixtures
 
@@ -511,3 +514,25 @@ def test_create_console_user_command(tenant_a, tenant_b, client):
     assert "tenant-a" in picker and "tenant-b" in picker
     with pytest.raises(CommandError, match="no tenant named 'nope'"):
         call_command("create_console_user", "dave", "--tenant", "nope", stdout=StringIO())
+
+
+def test_model_page_shows_how_the_law_was_chosen_and_its_backtest(client, user_a, tenant_a, data_a):
+    """The real backtest of the fixture's pilot runs: one row per law, the chosen one marked, and the
+    held-out predictions against observed with the identity line; a hostile metric name stays text."""
+    _login(client, user_a)
+    t, model = tenant_a[0].pk, data_a["performance_model"]
+    pools = [pool_of_row(row) for row in model.pools]
+    observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"], origin=o["origin"])
+                    for o in model.observations]
+    _, report = select_law(pools, observations, higher_is_better=True, value_range=(0.0, 1.0))
+    model.backtest, model.metric = report, "acc<script>alert(1)</script>"
+    model.save(update_fields=["backtest", "metric"])
+    page = _page(client, f"/console/{t}/models/{model.pk}/")
+    section = page.split("<h2>How the law was chosen</h2>")[1].split("</section>")[0]
+    rows = re.findall(r"<tr( class=\"chosen\")?><td>(\w+)", section.split("</table>")[0])
+    assert sorted(kind for _, kind in rows) == sorted(report["laws"])
+    assert [kind for chosen, kind in rows if chosen] == [report["chosen"]]
+    assert f"held {report['coverage']['covered']:.1%} of {report['coverage']['points']} held-out pilots" in section
+    chart = section.split("<svg")[1].split("</svg>")[0]
+    assert chart.count("</circle>") == len(report["heldout"]) and chart.count("<polyline") == 1, "points, identity"
+    assert "<script>alert" not in page and "acc&lt;script&gt;" in section

@@ -88,6 +88,42 @@ def observations_chart(title: str, observations: list[dict], *, metric: str, que
             "not_drawn": sum(not _drawable(o) for o in observations)}
 
 
+SPLITS = {"size": ("held out: the largest pilot size, predicted from the smaller ones", charts.PALETTE[0]),
+          "mixtures": ("held out: unseen mixtures at seen sizes (5-fold)", charts.PALETTE[1])}
+
+
+def backtest_rows(backtest: dict) -> list[dict]:
+    """One row per law the fit tried: its fit error and held-out errors, or why it could not be fitted."""
+    rows = []
+    for kind, result in sorted(backtest.get("laws", {}).items()):
+        split = {name: (result.get(name) or {}) for name in SPLITS}
+        rows.append({"kind": kind, "chosen": kind == backtest.get("chosen"), "error": result.get("error", ""),
+                     "fit_error": result.get("fit_error"),
+                     "size": split["size"].get("rmse"), "size_points": split["size"].get("points"),
+                     "mixtures": split["mixtures"].get("rmse"), "mixtures_points": split["mixtures"].get("points")})
+    return rows
+
+
+def backtest_chart(backtest: dict, *, metric: str) -> charts.Chart | None:
+    """The chosen law's held-out predictions against what was observed, by split, with the identity
+    line (a perfect law puts every point on it); ``None`` without held-out points."""
+    heldout = [r for r in backtest.get("heldout", []) if selectors.finite(r.get("observed")) is not None
+               and selectors.finite(r.get("predicted")) is not None]
+    if not heldout:
+        return None
+    series = [charts.Series(label, [(float(r["observed"]), float(r["predicted"])) for r in heldout
+                                    if r.get("split") == split], connect=False, color=color)
+              for split, (label, color) in SPLITS.items() if any(r.get("split") == split for r in heldout)]
+    values = [v for r in heldout for v in (float(r["observed"]), float(r["predicted"]))]
+    series.append(charts.Series("predicted = observed", [(min(values), min(values)), (max(values), max(values))],
+                                dashed=True, marker=False, color=charts.PALETTE[7]))
+    return charts.line_chart(
+        f"Backtest of {backtest.get('chosen')}: predicted against observed {metric}", series,
+        x_label=f"observed {metric}", y_label=f"predicted {metric}",
+        description="Each point is a pilot run the law did not see when it was refitted: the largest pilot size "
+                    "predicted from the smaller ones, and unseen mixtures; the dashed line is a perfect prediction.")
+
+
 class ModelListView(ConsoleView):
     template_name = "console/model_list.html"
     section = "models"
@@ -107,7 +143,11 @@ class ModelDetailView(ConsoleView):
         chart = observations_chart(f"Observations and fitted {model.metric}", observations, metric=model.metric,
                                    query=request.GET, law=_law(model))
         parameters = [(name, value, model.provenance.get(name, "")) for name, value in model.parameters.items()]
-        return self.page({"model": model, "chart": chart, "parameters": parameters,
+        backtest = model.backtest or {}
+        return self.page({"model": model, "chart": chart, "parameters": parameters, "backtest": backtest,
+                          "backtest_rows": backtest_rows(backtest),
+                          "backtest_chart": backtest_chart(backtest, metric=model.metric),
+                          "at_bound": sorted((model.parameters.get("at_bound") or {}).items()),
                           "observation_rows": [{**o, "mixture_label": selectors.mixture_key(_weights(o))}
                                                for o in observations],
                           "mixtures": selectors.performance_model_mixtures(model=model, limit=20)})
