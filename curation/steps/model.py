@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from curation.embedders import embedder_key
 from curation.manifest import select_documents, write_manifest
@@ -174,8 +175,10 @@ def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage
     value_range = metric_range([o.value for o in observations], higher_is_better=higher_is_better,
                                known=known_metric_range(pilots["metric"]))
     try:
-        law, report = select_law(pool_list, observations, higher_is_better=higher_is_better, kind=params.law,
-                                 value_range=value_range, seed=params.seed)
+        # thousands of small least-squares steps: BLAS threads only contend (with torch's, in a worker)
+        with threadpool_limits(limits=1):
+            law, report = select_law(pool_list, observations, higher_is_better=higher_is_better, kind=params.law,
+                                     value_range=value_range, seed=params.seed)
     except ValueError as exc:
         raise ValueError(f"the performance model could not be fitted: {exc}") from None
     fitted = law.fitted(observations)
