@@ -58,3 +58,19 @@ def test_another_tenants_corpus_is_404_and_lists_are_separate(client_a, client_b
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     client_a.post("/api/v1/pilot-runs/", _run(corpus["id"]), format="json")
     assert client_b.get("/api/v1/pilot-runs/").json()["results"] == []
+
+
+def test_fitting_fewer_runs_than_a_law_needs_or_an_unknown_law_is_a_400(client_a, corpus):
+    """A fit of the tenant's own metric names the field and the minimum; ``law`` names the known laws."""
+    bench = upload(client_a, "benchmarks", "b.jsonl", small_corpus(3)).json()
+    runs = [_run(corpus["id"], size=s) for s in (1e4, 1e5, 1e6)]
+    assert client_a.post("/api/v1/pilot-runs/", runs, format="json").status_code == 201
+    fit = {"corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing", "metric": "accuracy"}
+    response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": fit}, format="json")
+    assert response.status_code == 400, response.json()
+    error = error_of(response)
+    assert error["code"] == "not_enough_pilot_runs" and error["detail"]["field"] == "params.metric"
+    assert "3 pilot runs" in error["message"] and "at least 4" in error["message"]
+    response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {**fit, "law": "cubic"}}, format="json")
+    assert response.status_code == 400
+    assert "effective_data" in str(error_of(response)["detail"]) and "law" in str(error_of(response)["detail"])

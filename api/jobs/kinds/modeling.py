@@ -41,7 +41,8 @@ class FitParams(serializers.Serializer):
     quality_pools = serializers.BooleanField(default=False, help_text="pools are source x quality decile "
                                              "(needs scores_job) instead of sources")
     ot_sample_size = StrictIntegerField(default=300, min_value=20, max_value=5000)
-    law = serializers.ChoiceField(choices=sorted(LAWS), required=False, help_text=(
+    law = serializers.ChoiceField(choices=sorted(LAWS), required=False, error_messages={
+        "invalid_choice": f'"{{input}}" is not a performance law; the laws are {", ".join(sorted(LAWS))}'}, help_text=(
         "the performance law to fit: effective_data (utility-weighted, repetition-discounted data), goyal "
         "(Goyal et al.'s multi-pool recursion; an error rate or accuracy in [0, 1]) or mixing_law (Data Mixing "
         "Laws per size; needs pools + 2 pilots at each of two sizes); default: every law that fits, the one "
