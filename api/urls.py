@@ -5,7 +5,8 @@ from rest_framework.routers import SimpleRouter
 
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
 from api.jobs.views import JobViewSet
-from api.modeling.views import MixtureViewSet, PerformanceModelViewSet, PilotRunViewSet, PredictionView
+from api.modeling.views import (MixtureViewSet, PerformanceModelViewSet, PilotDesignView, PilotRunViewSet,
+                                PredictionView)
 from api.schedules.views import ScheduleViewSet
 from api.tenancy.views import UsageView
 
@@ -22,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/v1/usage/", UsageView.as_view(), name="usage"),
     path("api/v1/predictions/", PredictionView.as_view(), name="predictions"),
+    path("api/v1/pilot-designs/", PilotDesignView.as_view(), name="pilot-designs"),
     path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
          name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[],

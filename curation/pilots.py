@@ -96,3 +96,66 @@ def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Se
         if progress:
             progress(position + 1, len(points))
     return observations
+
+
+def pilot_design(pool_documents: Mapping[str, int], *, runs: int = 16, sizes: Sequence[float] | None = None,
+                 seed: int = 0) -> list[dict]:
+    """The pilot runs a user should train so that every law can be fitted and backtested.
+
+    ``pool_documents`` maps each pool to its documents. The design, in this order:
+
+    * ``natural``: the corpus's own proportions (documents per pool), at every size;
+    * ``single_pool``: each pool alone (up to ``runs // 3`` of them, the largest first) at the
+      largest size, so that it is repeated (``repetitions`` > 1 for pools smaller than the size):
+      what identifies the half-life tau and each pool's worth;
+    * ``space_filling``: the rest, mixtures drawn from Dirichlet(2 * P * natural) and chosen
+      greedily for the largest L1 distance to those already chosen (maximin), each at one of
+      the sizes in turn, so that new mixtures are seen at every size (the ``mixtures`` backtest).
+
+    ``sizes`` are in samples (default: 0.1, 0.4 and 1.6 times the corpus's documents: three
+    sizes, so that the largest can be held out and still leave two). Returns ``runs`` rows
+    ``{"mixture", "size", "purpose", "repetitions"}`` (repetitions: the most any pool is shown
+    per document).
+    """
+    names = sorted(pool_documents)
+    if not names or any(int(pool_documents[n]) < 1 for n in names):
+        raise ValueError("every pool needs at least one document")
+    counts = np.array([float(pool_documents[n]) for n in names])
+    total = counts.sum()
+    sizes = sorted(float(s) for s in (sizes or (0.1 * total, 0.4 * total, 1.6 * total)))
+    if len(sizes) < 2 or any(not math.isfinite(s) or s <= 0 for s in sizes):
+        raise ValueError("sizes must be at least two positive sample counts")
+    if runs < len(sizes) + 1:
+        raise ValueError(f"runs must be at least {len(sizes) + 1} (the natural mixture at every size, plus one)")
+    natural = counts / total
+    rows: list[dict] = []
+
+    def add(weights: np.ndarray, size: float, purpose: str) -> None:
+        mixture = {n: round(float(w), 6) for n, w in zip(names, weights) if w > 1e-6}
+        scale = sum(mixture.values())
+        mixture = {n: w / scale for n, w in mixture.items()}
+        repetitions = max(w * size / pool_documents[n] for n, w in mixture.items())
+        rows.append({"mixture": mixture, "size": size, "purpose": purpose, "repetitions": repetitions})
+
+    for size in sizes:
+        add(natural, size, "natural")
+    if len(names) > 1:
+        for i in np.argsort(-counts, kind="stable")[:max(0, min(len(names), runs // 3, runs - len(rows)))]:
+            add(np.eye(len(names))[i], sizes[-1], "single_pool")
+        rng = np.random.default_rng(seed)
+        candidates = rng.dirichlet(np.maximum(2 * len(names) * natural, 0.05), size=max(64, 8 * runs))
+        # L1 distance of every candidate to its nearest chosen mixture (natural and the vertices first)
+        distance = np.abs(candidates - natural).sum(1)
+        for i in range(len(names)):
+            distance = np.minimum(distance, np.abs(candidates - np.eye(len(names))[i]).sum(1))
+        position = 0
+        while len(rows) < runs:
+            best = int(np.argmax(distance))
+            add(candidates[best], sizes[position % len(sizes)], "space_filling")
+            distance = np.minimum(distance, np.abs(candidates - candidates[best]).sum(1))
+            distance[best] = -1.0
+            position += 1
+    else:
+        while len(rows) < runs:  # one pool: only the size varies
+            add(natural, float(np.geomspace(sizes[0], sizes[-1], runs)[len(rows)]), "natural")
+    return rows

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from api.core.fields import MAX_MODEL_PARAMETERS, BudgetField, MixtureField, StrictFloatField, check_budget
+from api.core.fields import (MAX_MODEL_PARAMETERS, BudgetField, MixtureField, SeedField, StrictFloatField,
+                             StrictIntegerField, check_budget)
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation.laws import MAX_BUDGET
 
@@ -76,6 +77,42 @@ class BacktestSummarySerializer(serializers.Serializer):
     mixtures_rmse = serializers.FloatField(allow_null=True, help_text="RMS error on unseen mixtures at seen "
                                            "sizes (5-fold); null with one mixture")
     coverage = CoverageSerializer()
+
+
+class PilotDesignInputSerializer(serializers.Serializer):
+    corpus = serializers.UUIDField()
+    runs = StrictIntegerField(default=16, min_value=4, max_value=500, help_text="pilot runs to propose")
+    sizes = serializers.ListField(child=StrictFloatField(min_value=1.0, max_value=MAX_BUDGET["samples"]),
+                                  min_length=2, max_length=5, required=False, help_text=(
+                                      "training sizes in samples (2 to 5, each >= 1); default 0.1, 0.4 and 1.6 "
+                                      "times the corpus's documents"))
+    seed = SeedField()
+
+    def validate(self, data):
+        if "sizes" in data and len(set(data["sizes"])) < 2:
+            raise serializers.ValidationError({"sizes": "give at least two different sizes"})
+        if data["runs"] < len(data.get("sizes") or (0, 0, 0)) + 1:
+            raise serializers.ValidationError({"runs": "at least one more run than sizes"})
+        return data
+
+
+class PilotDesignRunSerializer(serializers.Serializer):
+    mixture = serializers.DictField(child=serializers.FloatField(min_value=0.0, max_value=1.0))
+    size = serializers.FloatField(help_text="samples to train on")
+    tokens = serializers.FloatField(help_text="size x the corpus's tokens per sample")
+    purpose = serializers.ChoiceField(choices=["natural", "single_pool", "space_filling"], help_text=(
+        "natural: the corpus's own proportions at every size; single_pool: one pool alone at the largest size "
+        "(repeated: identifies the half-life and the pool's worth); space_filling: mixtures spread over the "
+        "simplex (what the unseen-mixture backtest needs)"))
+    repetitions = serializers.FloatField(help_text="the most any pool is shown per document")
+
+
+class PilotDesignSerializer(serializers.Serializer):
+    corpus = serializers.UUIDField()
+    pools = serializers.DictField(child=serializers.IntegerField(), help_text="{pool: documents}")
+    tokens_per_sample = serializers.FloatField()
+    runs = PilotDesignRunSerializer(many=True)
+    next_step = serializers.CharField(help_text="what to do with the runs")
 
 
 class PredictionSerializer(serializers.Serializer):

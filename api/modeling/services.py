@@ -11,8 +11,8 @@ from api.modeling.selectors import performance_model_get
 from api.tenancy.models import Tenant
 from curation.laws import LAWS, PerformanceLaw, budget_in_samples, restore_law
 from curation.laws.backtest import backtest_summary
-from curation.pilots import metric_unit
-from curation.pools import known_pools, validate_mixture
+from curation.pilots import metric_unit, pilot_design
+from curation.pools import known_pools, source_name, validate_mixture
 
 
 def pilot_runs_create(*, tenant: Tenant, observations: list[dict], origin: str = PilotRun.Origin.USER
@@ -39,6 +39,27 @@ def pilot_runs_create(*, tenant: Tenant, observations: list[dict], origin: str =
                              higher_is_better=item["higher_is_better"], origin=origin))
     with transaction.atomic():
         return PilotRun.objects.for_tenant(tenant).bulk_create(runs)
+
+
+def pilot_design_create(*, tenant: Tenant, corpus_id, runs: int = 16, sizes: list[float] | None = None,
+                        seed: int = 0) -> dict:
+    """The pilot runs to train on ``corpus``'s source pools (:func:`curation.pilots.pilot_design`)."""
+    corpus = dataset_get(tenant=tenant, dataset_id=corpus_id, kind=Dataset.Kind.CORPUS)
+    if corpus is None:
+        raise ApplicationError("not_found", f"no corpus with id {corpus_id}", field="corpus", status_code=404)
+    pools = {source_name(source): int(n) for source, n in corpus.source_counts.items() if n > 0}
+    if not pools:
+        raise ApplicationError("empty_corpus", "the corpus has no documents to design pilot runs for",
+                               field="corpus")
+    per_sample = corpus.tokens / max(corpus.documents, 1)
+    try:
+        design = pilot_design(pools, runs=runs, sizes=sizes, seed=seed)
+    except ValueError as exc:
+        raise ApplicationError("invalid_pilot_design", str(exc), field="sizes") from None
+    return {"corpus": str(corpus.pk), "pools": pools, "tokens_per_sample": per_sample,
+            "runs": [run | {"tokens": run["size"] * per_sample} for run in design],
+            "next_step": "train each run, then POST its result to /api/v1/pilot-runs/ ({corpus, mixture, size, "
+                         "metric, value, higher_is_better}); a fit job with params.metric fits them"}
 
 
 def performance_model_law(model: PerformanceModel) -> PerformanceLaw:

@@ -16,6 +16,8 @@ from api.modeling.serializers import (
     ManifestQuerySerializer,
     MixtureSerializer,
     PerformanceModelSerializer,
+    PilotDesignInputSerializer,
+    PilotDesignSerializer,
     PilotRunInputSerializer,
     PilotRunSerializer,
     PredictionInputSerializer,
@@ -96,6 +98,19 @@ def manifest_response(tenant_id, mixture_id, file_format: str | None):
     response = StreamingHttpResponse(iter_manifest_jsonl(store.open(manifest)), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="mixture-{mixture_id}.jsonl"'
     return response
+
+
+class PilotDesignView(APIView):
+    """The pilot runs to train so that every performance law can be fitted and backtested (synchronous)."""
+
+    @extend_schema(request=PilotDesignInputSerializer, responses={200: PilotDesignSerializer})
+    def post(self, request):
+        form = PilotDesignInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        result = services.pilot_design_create(tenant=request.auth.tenant, corpus_id=data["corpus"], runs=data["runs"],
+                                              sizes=data.get("sizes"), seed=data["seed"])
+        return Response(PilotDesignSerializer(result).data)
 
 
 class PredictionView(APIView):

@@ -182,6 +182,9 @@ class Command(BaseCommand):
                           f"application/json' -d '{{\"performance_model\": \"{result['performance_model']}\", "
                           f"\"mixture\": {json.dumps(result_weights(result))}, \"budget\": {budget * 4:g}}}' "
                           f"{api}/predictions/")
+        self.stdout.write(f"  Design pilot runs   curl -H 'Authorization: Bearer {login.key}' -H 'Content-Type: "
+                          f"application/json' -d '{{\"corpus\": \"{result['corpus']}\", \"runs\": 16}}' "
+                          f"{api}/pilot-designs/   (the mixtures and sizes to train)")
         self.stdout.write(f"  Your pilot runs     curl -H 'Authorization: Bearer {login.key}' -H 'Content-Type: "
                           f"application/json' -d '[{{\"corpus\": \"{result['corpus']}\", \"mixture\": "
                           f"{json.dumps(result_weights(result))}, \"size\": 100000, \"metric\": \"accuracy\", "
