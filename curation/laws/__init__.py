@@ -9,7 +9,8 @@ kind               law                                             module
 =================  ==============================================  =====================================
 
 :func:`curation.laws.backtest.select_law` fits every law that can be fitted, backtests each
-(the largest pilot size held out; k-fold over mixtures) and keeps the one that extrapolates best.
+(the largest pilot size held out; k-fold over mixtures) and keeps the one whose worse split
+error is lowest.
 
 Projektor (Kang et al. 2023, DESIGN.md 3.4; :mod:`curation.projektor`) is not a law here yet:
 it needs the pools' and the target's embeddings to evaluate OT of a mixture, which a stored

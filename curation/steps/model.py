@@ -161,7 +161,8 @@ def pilot_observations(ctx: Context, index: int, params: FitParams) -> dict:
 
 def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage: str, pilots_stage: str) -> dict:
     """Fit every performance law the observations allow (OT and quality are pool features), backtest
-    each and keep the one that extrapolates best, or the one ``params.law`` asks for
+    each and keep the one whose worse held-out error (largest size; unseen mixtures) is lowest, or
+    the one ``params.law`` asks for
     (:func:`curation.laws.backtest.select_law`); the output carries the backtest report."""
     pools, quality = pool_inputs(ctx, params.corpus, params.pools)
     ot = ctx.output(ot_stage)["pool_ot"]
