@@ -33,6 +33,7 @@ scoring runs at 1.2x raw fastText predict (``bench/bench_betr.py``, ``docs/BENCH
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -329,9 +330,9 @@ def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 16,
     thread, so with ``thread=1`` only the first tenth is drawn and the rest is whatever the
     allocator returns. A block glibc serves by ``mmap`` is fresh zero pages; one served from
     the heap holds leftovers (measured up to 1e35), which made training fail ("Encountered
-    NaN") or give another model at random in a long-running process. So every fit pins
-    glibc's mmap threshold at 32 MiB first (:func:`_zeroed_large_allocations`: the matrix is
-    then always fresh pages), and a fit that still meets NaN is retried at half the learning
+    NaN") or give another model at random in a long-running process. So every fit runs with
+    zeroed allocations (:func:`_zeroed_allocations`: the mmap threshold pinned at 32 MiB and
+    glibc's perturb byte set), and a fit that still meets NaN is retried at half the learning
     rate (at most three times, logged; ``TrainedClassifier.lr`` says which rate was used).
     """
     labels = np.asarray(labels, dtype=bool)
@@ -372,25 +373,40 @@ def train_classifier(texts: Sequence[str], labels: np.ndarray, *, dim: int = 16,
 
 #: Fits retried at half the learning rate after fastText reports NaN.
 NAN_RETRIES = 3
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_M_MMAP_THRESHOLD, _M_PERTURB = -3, -6  # glibc's mallopt parameters
 
 
-def _zeroed_large_allocations() -> None:
-    """Make glibc serve every allocation of 32 MiB or more by ``mmap`` (zero pages), whatever the
-    process did before (a raised threshold lets the heap hand out dirty memory); no-op elsewhere."""
+def _mallopt(parameter: int, value: int) -> None:
     name = ctypes.util.find_library("c")
     if name and hasattr(ctypes.CDLL(name), "mallopt"):
-        ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        ctypes.CDLL(name).mallopt(parameter, value)
+
+
+@contextlib.contextmanager
+def _zeroed_allocations():
+    """While fastText trains, every ``malloc`` glibc serves returns zeroed memory: allocations of
+    32 MiB or more come from ``mmap`` (zero pages), and glibc's perturb byte 0xff fills every
+    other allocation with 0x00 (``perturb ^ 0xff``), so a heap block that held leftovers, which
+    the mmap threshold alone does not rule out (a large free chunk already in the heap is
+    reused whatever the threshold; in a long test process it made one of two identical fits
+    meet NaN and retry at another learning rate), cannot reach the input matrix. The perturb
+    byte is reset afterwards; no-op off glibc."""
+    _mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    _mallopt(_M_PERTURB, 0xFF)
+    try:
+        yield
+    finally:
+        _mallopt(_M_PERTURB, 0)
 
 
 def _fit(texts: list[str], labels: np.ndarray, params: dict) -> BetrClassifier:
-    _zeroed_large_allocations()
     with tempfile.TemporaryDirectory(prefix="betr-") as tmp:
         path = Path(tmp) / "train.txt"
         with open(path, "w", encoding="utf-8") as handle:
             for text, label in zip(texts, labels):
                 handle.write(f"{POSITIVE if label else NEGATIVE} {text.replace(chr(10), ' ')}\n")
-        return BetrClassifier(model=fasttext.train_supervised(input=str(path), **params))
+        with _zeroed_allocations():
+            return BetrClassifier(model=fasttext.train_supervised(input=str(path), **params))
 
 
 # --------------------------------------------------------------------------- 4. selection
