@@ -149,8 +149,8 @@ def curate_files(args) -> str:
     lines = [f"Mixture at {args.budget:g} {args.budget_unit} ({result['budget_samples']:,.0f} samples); "
              f"{args.prune_method} dropped {prune['dropped']} of {corpus.documents} documents",
              *summary.pool_table(result["pools"]), summary.prediction_line(result["predicted"])]
-    if summary.backtest_line(result["predicted"]):
-        lines.append(summary.backtest_line(result["predicted"]))
+    if law_line := summary.backtest_line(result["predicted"]):
+        lines.append(law_line)
     lines.append("Seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
     lines.append(f"Units run: {executor.units_run} (finished units of an earlier run are reused)")
     lines.append(f"Wrote {out / 'mixture.json'} and {out / 'manifest.parquet'} ({result['documents']} documents) "

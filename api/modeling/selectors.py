@@ -43,4 +43,4 @@ def stored_model(*, tenant_id, model_id) -> StoredModel:
     return StoredModel(kind=model.kind, metric=model.metric, higher_is_better=model.higher_is_better,
                        parameters=model.parameters, pools=model.pools, provenance=model.provenance,
                        corpus=dataset_ref(model.corpus), pool_spec=spec,
-                       backtest=backtest_summary(model.backtest) if model.backtest else None)
+                       backtest=backtest_summary(model.backtest))

@@ -106,5 +106,5 @@ def prediction_create(*, tenant: Tenant, model_id, mixture: dict, budget: float,
         "clamped": prediction.clamped, "budget_samples": samples,
         "repetitions": {pool: w * samples / unique[pool] for pool, w in weights.items() if w > 0},
         "provenance": model.provenance, "at_bound": dict(law.at_bound),
-        "backtest": backtest_summary(model.backtest) if model.backtest else None,
+        "backtest": backtest_summary(model.backtest),
     }

@@ -187,11 +187,14 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
     return law, report
 
 
-def backtest_summary(report: dict) -> dict:
+def backtest_summary(report: dict | None) -> dict | None:
     """What a prediction states about its law (JSON): ``law`` (the chosen kind), ``selected_by``, the
     chosen law's held-out RMS errors ``size_rmse`` (the largest pilot size, predicted from the others:
     the extrapolation error) and ``mixtures_rmse`` (unseen mixtures at seen sizes), None where that
-    split could not be made, and the band's measured ``coverage`` ``{"level", "covered", "points"}``."""
+    split could not be made, and the band's measured ``coverage`` ``{"level", "covered", "points"}``;
+    None for no report (a model fitted before backtests)."""
+    if not report:
+        return None
     chosen = report["laws"][report["chosen"]]
 
     def rmse(split: str):

@@ -158,8 +158,8 @@ class Command(BaseCommand):
         self.stdout.write(f"\nMixture {result['mixture']} at {budget:g} samples")
         self.stdout.write("\n".join(summary.pool_table(result["pools"])))
         self.stdout.write("\n" + summary.prediction_line(result["predicted"]))
-        if summary.backtest_line(result["predicted"]):
-            self.stdout.write(summary.backtest_line(result["predicted"]))
+        if law_line := summary.backtest_line(result["predicted"]):
+            self.stdout.write(law_line)
         mixture = call("GET", f"{api}/mixtures/{result['mixture']}/")
         predicted = result["predicted"]
         unit = predicted.get("unit") or metric_unit(predicted["metric"])
