@@ -17,8 +17,10 @@ import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import norm
 
-from curation.laws import Observation
+from curation.laws import Observation, PerformanceLaw
+from curation.laws.backtest import LEVEL
 from curation.proxy import BigramProxy, token_ids
 
 METRIC = "proxy_cross_entropy"
@@ -131,9 +133,7 @@ def pilot_design(pool_documents: Mapping[str, int], *, runs: int = 16, sizes: Se
     rows: list[dict] = []
 
     def add(weights: np.ndarray, size: float, purpose: str) -> None:
-        mixture = {n: round(float(w), 6) for n, w in zip(names, weights) if w > 1e-6}
-        scale = sum(mixture.values())
-        mixture = {n: w / scale for n, w in mixture.items()}
+        mixture = _mixture(names, weights)
         repetitions = max(w * size / pool_documents[n] for n, w in mixture.items())
         rows.append({"mixture": mixture, "size": size, "purpose": purpose, "repetitions": repetitions})
 
@@ -148,14 +148,81 @@ def pilot_design(pool_documents: Mapping[str, int], *, runs: int = 16, sizes: Se
         distance = np.abs(candidates - natural).sum(1)
         for i in range(len(names)):
             distance = np.minimum(distance, np.abs(candidates - np.eye(len(names))[i]).sum(1))
-        position = 0
-        while len(rows) < runs:
-            best = int(np.argmax(distance))
+        for position, best in enumerate(_maximin(candidates, distance, runs - len(rows))):
             add(candidates[best], sizes[position % len(sizes)], "space_filling")
-            distance = np.minimum(distance, np.abs(candidates - candidates[best]).sum(1))
-            distance[best] = -1.0
-            position += 1
     else:
         while len(rows) < runs:  # one pool: only the size varies
             add(natural, float(np.geomspace(sizes[0], sizes[-1], runs)[len(rows)]), "natural")
     return rows
+
+
+def next_runs(law: PerformanceLaw, committee: Sequence[PerformanceLaw], observations: Sequence[Observation], *,
+              runs: int = 8, sizes: Sequence[float] | None = None, seed: int = 0) -> list[dict]:
+    r"""After a fit: ``runs`` more pilot runs that test ``law`` where its predictions are used.
+
+    At each size of ``sizes`` in turn (default: twice the largest pilot size, where the backtest's
+    extrapolation error is made): first ``law``'s optimal mixture there (``optimum``: the run that
+    checks the recommendation itself), then mixtures far from every pilot run (``space_filling``:
+    drawn from Dirichlet(2 * P * m), m the pilots' mean mixture, and chosen greedily for the largest
+    L1 distance to the runs made and chosen, maximin). Space-filling draws from where mixtures are
+    asked about, not the points of largest predicted uncertainty: in the RegMix-style test, runs
+    chosen for the committee's disagreement or the widest band (query by committee) were extreme
+    mixtures that reduced the held-out error less than random draws did.
+
+    Every row states what is expected of it: ``predicted`` (``law``'s value), ``band`` (its band
+    half-width at 95%) and ``disagreement`` (the standard deviation of the predictions of
+    ``committee``, every law fitted to the same pilots; 0 with one). Returns rows ``{"mixture",
+    "size", "purpose", "repetitions", "predicted", "band", "disagreement"}``.
+    """
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    if not observations:
+        raise ValueError("next runs need the pilot runs of the fit")
+    names, unique, k = law.names, law.unique, len(law.names)
+    sizes = sorted({float(s) for s in (sizes or (2 * max(o.size for o in observations),))})
+    if any(not math.isfinite(s) or s <= 0 for s in sizes):
+        raise ValueError("sizes must be positive sample counts")
+    seen = np.array([law.weights_vector(o.weights) for o in observations])
+    rng = np.random.default_rng(seed)
+    candidates = rng.dirichlet(np.maximum(2 * k * seen.mean(0), 0.05), max(256, 16 * runs))
+    distance = np.min([np.abs(candidates - w).sum(1) for w in seen], axis=0)
+    z = norm.ppf(0.5 + LEVEL / 2)
+    rows: list[dict] = []
+
+    def add(weights: np.ndarray, size: float, purpose: str) -> None:
+        mixture = _mixture(names, weights)
+        prediction = law.predict(mixture, size, level=LEVEL)
+        values = [member.predict(mixture, size, level=LEVEL).value for member in committee]
+        rows.append({"mixture": mixture, "size": size, "purpose": purpose,
+                     "repetitions": max(w * size / unique[names.index(n)] for n, w in mixture.items()),
+                     "predicted": prediction.value, "band": (prediction.high - prediction.low) / 2,
+                     "disagreement": float(np.std(values)) if len(values) > 1 else 0.0})
+
+    for size in sizes:
+        optimum = law.optimize(size).weights
+        add(optimum, size, "optimum")
+        distance = np.minimum(distance, np.abs(candidates - optimum).sum(1))
+        if len(rows) == runs:
+            return rows
+    for position, best in enumerate(_maximin(candidates, distance, runs - len(rows))):
+        add(candidates[best], sizes[position % len(sizes)], "space_filling")
+    return rows
+
+
+def _maximin(candidates: np.ndarray, distance: np.ndarray, count: int) -> list[int]:
+    """``count`` rows of ``candidates`` (n, P), each the farthest (L1) from the mixtures before it;
+    ``distance`` (n,) is each candidate's distance to the runs already chosen."""
+    chosen = []
+    for _ in range(min(count, len(candidates))):
+        best = int(np.argmax(distance))
+        chosen.append(best)
+        distance = np.minimum(distance, np.abs(candidates - candidates[best]).sum(1))
+        distance[best] = -1.0
+    return chosen
+
+
+def _mixture(names: Sequence[str], weights: np.ndarray) -> dict[str, float]:
+    """``weights`` (P,) as ``{pool: weight}``: rounded to 1e-6, zeros left out, summing to 1."""
+    mixture = {n: round(float(w), 6) for n, w in zip(names, weights) if w > 1e-6}
+    scale = sum(mixture.values())
+    return {n: w / scale for n, w in mixture.items()}

@@ -49,7 +49,7 @@ class PerformanceModel(TenantOwned):
     pools = models.JSONField(default=list, help_text="[{pool, unique_documents, tokens, features...}]")
     fit_error = models.FloatField(null=True, blank=True, help_text="RMS residual over the observations")
     provenance = models.JSONField(default=dict, help_text="{parameter: pilot_runs | proxy | defaults}")
-    observations = models.JSONField(default=list, help_text="[{mixture, size, value, fitted, origin}]")
+    observations = models.JSONField(default=list, help_text="[{weights, size, value, fitted, origin}]")
     backtest = models.JSONField(null=True, blank=True, help_text=(
         "how the law was chosen and how well it predicts held-out pilots: {chosen, selected_by, laws: {kind: "
         "{fit_error, size, mixtures} | {error}}, heldout: [{weights, size, observed, predicted, outside, "

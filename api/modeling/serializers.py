@@ -80,17 +80,30 @@ class BacktestSummarySerializer(serializers.Serializer):
 
 
 class PilotDesignInputSerializer(serializers.Serializer):
-    corpus = serializers.UUIDField()
-    runs = StrictIntegerField(default=16, min_value=4, max_value=500, help_text="pilot runs to propose")
+    corpus = serializers.UUIDField(required=False, help_text="design the first pilot runs over this corpus's "
+                                   "source pools")
+    performance_model = serializers.UUIDField(required=False, help_text=(
+        "after a fit: the runs to add to this model's pilots (its optimum and space-filling mixtures at twice "
+        "its largest pilot size unless sizes are given)"))
+    runs = StrictIntegerField(required=False, min_value=1, max_value=500, help_text=(
+        "pilot runs to propose (default 16 over a corpus, at least one more than sizes; 8 after a fit)"))
     sizes = serializers.ListField(child=StrictFloatField(min_value=1.0, max_value=MAX_BUDGET["samples"]),
-                                  min_length=2, max_length=5, required=False, help_text=(
-                                      "training sizes in samples (2 to 5, each >= 1); default 0.1, 0.4 and 1.6 "
-                                      "times the corpus's documents"))
+                                  min_length=1, max_length=5, required=False, help_text=(
+                                      "training sizes in samples (each >= 1). Over a corpus: 2 to 5, default 0.1, "
+                                      "0.4 and 1.6 times its documents; after a fit: 1 to 5, default twice the "
+                                      "largest pilot size"))
     seed = SeedField()
 
     def validate(self, data):
+        if ("corpus" in data) == ("performance_model" in data):
+            raise serializers.ValidationError({"corpus": "give a corpus (a first design) or a performance_model "
+                                                         "(the next runs after a fit), not both"})
+        if "performance_model" in data:
+            data.setdefault("runs", 8)
+            return data
         if "sizes" in data and len(set(data["sizes"])) < 2:
             raise serializers.ValidationError({"sizes": "give at least two different sizes"})
+        data.setdefault("runs", 16)
         if data["runs"] < len(data.get("sizes") or (0, 0, 0)) + 1:
             raise serializers.ValidationError({"runs": "at least one more run than sizes"})
         return data
@@ -100,15 +113,22 @@ class PilotDesignRunSerializer(serializers.Serializer):
     mixture = serializers.DictField(child=serializers.FloatField(min_value=0.0, max_value=1.0))
     size = serializers.FloatField(help_text="samples to train on")
     tokens = serializers.FloatField(help_text="size x the corpus's tokens per sample")
-    purpose = serializers.ChoiceField(choices=["natural", "single_pool", "space_filling"], help_text=(
+    purpose = serializers.ChoiceField(choices=["natural", "single_pool", "space_filling", "optimum"], help_text=(
         "natural: the corpus's own proportions at every size; single_pool: one pool alone at the largest size "
         "(repeated: identifies the half-life and the pool's worth); space_filling: mixtures spread over the "
-        "simplex (what the unseen-mixture backtest needs)"))
+        "simplex (what the unseen-mixture backtest needs); optimum (after a fit): the model's best mixture at "
+        "that size, the run that checks its recommendation"))
     repetitions = serializers.FloatField(help_text="the most any pool is shown per document")
+    predicted = serializers.FloatField(required=False, help_text="after a fit: the model's prediction for the run")
+    band = serializers.FloatField(required=False, help_text="after a fit: the half-width of its 95% band")
+    disagreement = serializers.FloatField(required=False, help_text=(
+        "after a fit: the standard deviation of the predictions of every law fitted to the same pilots"))
 
 
 class PilotDesignSerializer(serializers.Serializer):
     corpus = serializers.UUIDField()
+    performance_model = serializers.UUIDField(allow_null=True, help_text="the model whose next runs these are; "
+                                              "null for a first design")
     pools = serializers.DictField(child=serializers.IntegerField(), help_text="{pool: documents}")
     tokens_per_sample = serializers.FloatField()
     runs = PilotDesignRunSerializer(many=True)

@@ -9,9 +9,9 @@ from api.datasets.selectors import dataset_get
 from api.modeling.models import PerformanceModel, PilotRun
 from api.modeling.selectors import performance_model_get
 from api.tenancy.models import Tenant
-from curation.laws import LAWS, PerformanceLaw, budget_in_samples, restore_law
+from curation.laws import LAWS, Observation, PerformanceLaw, budget_in_samples, restore_law
 from curation.laws.backtest import backtest_summary
-from curation.pilots import metric_unit, pilot_design
+from curation.pilots import metric_unit, next_runs, pilot_design
 from curation.pools import known_pools, source_name, validate_mixture
 
 
@@ -56,10 +56,36 @@ def pilot_design_create(*, tenant: Tenant, corpus_id, runs: int = 16, sizes: lis
         design = pilot_design(pools, runs=runs, sizes=sizes, seed=seed)
     except ValueError as exc:
         raise ApplicationError("invalid_pilot_design", str(exc), field="sizes") from None
-    return {"corpus": str(corpus.pk), "pools": pools, "tokens_per_sample": per_sample,
+    return {"corpus": str(corpus.pk), "performance_model": None, "pools": pools, "tokens_per_sample": per_sample,
             "runs": [run | {"tokens": run["size"] * per_sample} for run in design],
             "next_step": "train each run, then POST its result to /api/v1/pilot-runs/ ({corpus, mixture, size, "
                          "metric, value, higher_is_better}); a fit job with params.metric fits them"}
+
+
+def pilot_next_runs_create(*, tenant: Tenant, model_id, runs: int = 8, sizes: list[float] | None = None,
+                           seed: int = 0) -> dict:
+    """After a fit: the pilot runs to add to ``model``'s (:func:`curation.pilots.next_runs`), with the
+    laws fitted to the same pilots (the model's backtest) as the committee."""
+    model = performance_model_get(tenant=tenant, model_id=model_id)
+    if model is None:
+        raise ApplicationError("not_found", f"no performance model with id {model_id}", field="performance_model",
+                               status_code=404)
+    law = performance_model_law(model)
+    committee = [restore_law(kind, result["stored"]) for kind, result in sorted((model.backtest or {}).get(
+        "laws", {}).items()) if "stored" in result and kind in LAWS] or [law]
+    observations = [Observation(weights=o["weights"], size=o["size"], value=o["value"])
+                    for o in model.observations]
+    try:
+        rows = next_runs(law, committee, observations, runs=runs, sizes=sizes, seed=seed)
+    except ValueError as exc:
+        raise ApplicationError("invalid_pilot_design", str(exc), field="sizes") from None
+    corpus = model.corpus
+    per_sample = corpus.tokens / max(corpus.documents, 1)
+    return {"corpus": str(corpus.pk), "performance_model": str(model.pk),
+            "pools": dict(zip(law.names, (int(u) for u in law.unique))), "tokens_per_sample": per_sample,
+            "runs": [run | {"tokens": run["size"] * per_sample} for run in rows],
+            "next_step": "train each run, then POST its result to /api/v1/pilot-runs/ and fit again (a fit job "
+                         "with params.metric): the new model's backtest says how much the runs helped"}
 
 
 def performance_model_law(model: PerformanceModel) -> PerformanceLaw:

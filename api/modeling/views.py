@@ -101,15 +101,20 @@ def manifest_response(tenant_id, mixture_id, file_format: str | None):
 
 
 class PilotDesignView(APIView):
-    """The pilot runs to train so that every performance law can be fitted and backtested (synchronous)."""
+    """The pilot runs to train so that every performance law can be fitted and backtested, or after a fit the
+    runs to add (synchronous)."""
 
     @extend_schema(request=PilotDesignInputSerializer, responses={200: PilotDesignSerializer})
     def post(self, request):
         form = PilotDesignInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        result = services.pilot_design_create(tenant=request.auth.tenant, corpus_id=data["corpus"], runs=data["runs"],
-                                              sizes=data.get("sizes"), seed=data["seed"])
+        if "performance_model" in data:
+            result = services.pilot_next_runs_create(tenant=request.auth.tenant, model_id=data["performance_model"],
+                                                     runs=data["runs"], sizes=data.get("sizes"), seed=data["seed"])
+        else:
+            result = services.pilot_design_create(tenant=request.auth.tenant, corpus_id=data["corpus"],
+                                                  runs=data["runs"], sizes=data.get("sizes"), seed=data["seed"])
         return Response(PilotDesignSerializer(result).data)
 
 

@@ -138,8 +138,10 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
 
     The report: ``chosen``, ``selected_by`` (``both``, ``size``, ``mixtures``: the splits it was ranked on;
     ``fit_error`` where no split could be made; ``requested`` or ``only``),
-    ``laws`` (kind -> ``fit_error``, ``size`` and ``mixtures`` split results, or ``error`` where the
-    law cannot be fitted), the chosen law's ``heldout`` points and the band's ``coverage``.
+    ``laws`` (kind -> ``fit_error``, ``size`` and ``mixtures`` split results and the law fitted to every
+    observation, ``stored`` (:meth:`~PerformanceLaw.to_stored`: the committee of
+    :func:`curation.pilots.next_runs`), or ``error`` where the law cannot be fitted), the chosen law's
+    ``heldout`` points and the band's ``coverage``.
     ``ValueError`` when no law (or the requested one) can be fitted, naming why.
     """
     kinds = [kind] if kind else sorted(LAWS)
@@ -153,7 +155,7 @@ def select_law(pools: Sequence[Pool], observations: Sequence[Observation], *, hi
         result = backtest(k, pools, observations, higher_is_better=higher_is_better, value_range=value_range,
                           seed=seed, start=laws[k])
         table[k] = {"fit_error": laws[k].rmse, "size": result["size"], "mixtures": result["mixtures"],
-                    "heldout": result["heldout"]}
+                    "heldout": result["heldout"], "stored": laws[k].to_stored()}
     if not laws:
         reasons = "; ".join(f"{k}: {v['error']}" for k, v in table.items())
         raise ValueError(f"no performance law can be fitted to these observations ({reasons})")

@@ -45,6 +45,20 @@ def test_mixture_job_fits_a_model_and_answers_with_a_manifest(client_a, fitted):
     assert {p["name"] for p in model["pools"]} == set(corpus["sources"])
     assert len(model["observations"]) >= 12 and all("fitted" in o for o in model["observations"])
 
+    # after the fit: the next pilot runs, the model's optimum first, each with what the model expects of it
+    design = client_a.post("/api/v1/pilot-designs/", {"performance_model": model["id"], "runs": 5}, format="json")
+    assert design.status_code == 200, design.json()
+    runs = design.json()["runs"]
+    largest = max(o["size"] for o in model["observations"])
+    assert design.json()["performance_model"] == model["id"] and len(runs) == 5
+    assert [r["purpose"] for r in runs] == ["optimum"] + ["space_filling"] * 4
+    assert all(r["size"] == 2 * largest and r["band"] > 0 and r["disagreement"] >= 0 for r in runs)
+    assert max(r["disagreement"] for r in runs) > 0, "a committee of at least two laws"
+    assert len({tuple(sorted(r["mixture"].items())) for r in runs}) == 5
+    both = client_a.post("/api/v1/pilot-designs/", {"performance_model": model["id"], "corpus": corpus["id"]},
+                         format="json")
+    assert both.status_code == 400 and "corpus" in error_of(both)["detail"]["fields"]
+
     mixture = client_a.get(f"/api/v1/mixtures/{result['mixture']}/").json()
     assert mixture["weights"] and abs(sum(mixture["weights"].values()) - 1) < 1e-9
     best = max(mixture["weights"], key=mixture["weights"].get)
@@ -98,6 +112,8 @@ def test_predictions_are_synchronous_and_validated(client_a, client_b, fitted):
         assert response.status_code == status and error_of(response)["code"] == code, (change, response.json())
     other = client_b.post("/api/v1/predictions/", {"performance_model": model_id, "mixture": mixture,
                                                    "budget": 100}, format="json")
+    assert other.status_code == 404 and error_of(other)["code"] == "not_found"
+    other = client_b.post("/api/v1/pilot-designs/", {"performance_model": model_id}, format="json")
     assert other.status_code == 404 and error_of(other)["code"] == "not_found"
     for url in (f"/api/v1/performance-models/{model_id}/", f"/api/v1/mixtures/{result['mixture']}/",
                 f"/api/v1/mixtures/{result['mixture']}/documents/"):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from curation.laws import Observation, Pool
+from curation.laws import LAWS, Observation, Pool
 from curation.laws.backtest import select_law
+from curation.pilots import next_runs
 from curation.mixture import MixtureLaw
 from curation.scaling import TMARS_DATACOMP_MEDIUM, GoyalLaw, union_weights
 
@@ -93,3 +94,35 @@ def test_a_requested_law_is_used_and_one_that_cannot_fit_is_refused():
         select_law(pools, observations, higher_is_better=False, kind="goyal")
     with pytest.raises(ValueError, match="at least 4 observations"):
         select_law(pools, observations[:3], higher_is_better=False, kind="effective_data")
+
+
+def _heldout_error(observations, truth, pools, names, held_out, size=1.6e6) -> float:
+    law, _ = select_law(pools, observations, higher_is_better=False, value_range=(0.0, math.inf))
+    predicted = np.array([law.predict(dict(zip(names, w)), size).value for w in held_out])
+    return float(np.sqrt(np.mean((predicted - truth.metric_at(held_out * size)) ** 2)))
+
+
+def test_the_next_runs_after_a_fit_halve_the_held_out_error_and_beat_rerunning_the_pilots():
+    """Ten mixtures at 1e5 and 2e5 samples, then 8 more runs: those of next_runs, random Dirichlet mixtures
+    at the same sizes, or the pilots' own mixtures again at 4e5; the held-out error at 1.6e6 after refitting.
+    Random draws come from the held-out mixtures' own distribution: the next runs must be about as good."""
+    seed = 2
+    truth, pools, names, observations, held_out = _regmix_case(seed)
+    first = sorted({tuple(o.weights.items()) for o in observations})[:10]
+    pilots = [o for o in observations if o.size < 3e5 and tuple(o.weights.items()) in first]
+    law, report = select_law(pools, pilots, higher_is_better=False, value_range=(0.0, math.inf))
+    committee = [LAWS[kind].restore(result["stored"]) for kind, result in report["laws"].items() if "stored" in result]
+    rows = next_runs(law, committee, pilots, runs=8)
+    assert [r["purpose"] for r in rows] == ["optimum"] + ["space_filling"] * 7 and {r["size"] for r in rows} == {4e5}
+    rng = np.random.default_rng(seed)
+
+    def observed(mixtures) -> list[Observation]:
+        return [Observation(m, 4e5, float(truth.metric_at(law.weights_vector(m) * 4e5)) + rng.normal(0, 0.002))
+                for m in mixtures]
+
+    before = _heldout_error(pilots, truth, pools, names, held_out)
+    ours = _heldout_error(pilots + observed([r["mixture"] for r in rows]), truth, pools, names, held_out)
+    again = _heldout_error(pilots + observed([dict(k) for k in first[:8]]), truth, pools, names, held_out)
+    random = [_heldout_error(pilots + observed([dict(zip(names, w)) for w in rng.dirichlet(np.full(len(names), 0.6), 8)]),
+                             truth, pools, names, held_out) for _ in range(2)]
+    assert ours < 0.5 * before and ours < again and ours <= 1.2 * np.mean(random), (before, ours, again, random)
