@@ -190,6 +190,10 @@ class MixtureLaw(FitRange, PerformanceLaw):
                    **stored_range(parameters), provenance=dict(provenance))
 
     @classmethod
+    def minimum_observations(cls, pools: int) -> int:
+        return 4
+
+    @classmethod
     def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
             **options) -> "MixtureLaw":
         """:func:`fit_mixture_law`."""
@@ -260,7 +264,7 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
     pools = check_pools(pools)
     law0 = MixtureLaw(pools=pools, c=0.0, A=1.0, beta=0.3, gamma=0.0, eta=0.0, tau=DEFAULT_TAU,
                       higher_is_better=higher_is_better)
-    w, n, y = observation_arrays(law0, observations, minimum=4)
+    w, n, y = observation_arrays(law0, observations, minimum=MixtureLaw.minimum_observations(len(pools)))
     shown = w * n[:, None]
     unique = law0.unique
     z_ot, z_q = standardised_features(pools)

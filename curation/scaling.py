@@ -320,6 +320,10 @@ class GoyalLaw(FitRange, PerformanceLaw):
                    higher_is_better=higher_is_better, provenance={name: provenance for name in _FIT_PARAMETERS})
 
     @classmethod
+    def minimum_observations(cls, pools: int) -> int:
+        return 3
+
+    @classmethod
     def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
             **options) -> "GoyalLaw":
         """:func:`fit_goyal_law`."""
@@ -372,7 +376,7 @@ def fit_goyal_law(
     pools = check_pools(pools)
     k = len(pools)
     law0 = GoyalLaw(pools=pools, a=1.0, d=0.0, b=(-0.1,) * k, tau=(1.0,) * k, higher_is_better=higher_is_better)
-    w, n, y = observation_arrays(law0, observations, minimum=3)
+    w, n, y = observation_arrays(law0, observations, minimum=GoyalLaw.minimum_observations(k))
     shown = w * n[:, None]
     chosen = law0.chosen(shown)
     unseen = [name for name, seen in zip(law0.names, chosen.any(0)) if not seen]

@@ -158,6 +158,11 @@ class PerformanceLaw(abc.ABC):
             **options) -> "PerformanceLaw":
         """The law fitted to ``observations`` over ``pools``; ``ValueError`` when it cannot be."""
 
+    @classmethod
+    @abc.abstractmethod
+    def minimum_observations(cls, pools: int) -> int:
+        """The fewest observations a fit over ``pools`` pools can take (fewer: ``fit`` refuses them)."""
+
     @abc.abstractmethod
     def metric_at(self, shown) -> np.ndarray:
         """The predicted metric for samples ``shown`` (..., P) per pool; returns shape (...)."""

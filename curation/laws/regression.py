@@ -142,6 +142,11 @@ class MixingLaw(FitRange, PerformanceLaw):
                    **stored_range(parameters), provenance=dict(provenance))
 
     @classmethod
+    def minimum_observations(cls, pools: int) -> int:
+        """``pools + 2`` at each of two sizes."""
+        return 2 * (pools + 2)
+
+    @classmethod
     def fit(cls, pools: Sequence[Pool], observations: Sequence[Observation], *, higher_is_better: bool,
             **options) -> "MixingLaw":
         """:func:`fit_mixing_law`."""
@@ -193,7 +198,7 @@ def fit_mixing_law(pools: Sequence[Pool], observations: Sequence[Observation], *
     p = len(pools)
     law0 = MixingLaw(pools=pools, sizes=(1.0, 2.0), c=(0.0, 0.0), t=((0.0,) * p,) * 2,
                      higher_is_better=higher_is_better)
-    w, n, y = observation_arrays(law0, observations, minimum=2 * (p + 2))
+    w, n, y = observation_arrays(law0, observations, minimum=MixingLaw.minimum_observations(p))
     groups = [g for g in size_groups(n) if len(g) >= p + 2]
     if len(groups) < 2:
         raise ValueError(f"the mixing law needs at least {p + 2} observations (pools + 2) at each of two sizes; "

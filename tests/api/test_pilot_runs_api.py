@@ -70,7 +70,13 @@ def test_fitting_fewer_runs_than_a_law_needs_or_an_unknown_law_is_a_400(client_a
     assert response.status_code == 400, response.json()
     error = error_of(response)
     assert error["code"] == "not_enough_pilot_runs" and error["detail"]["field"] == "params.metric"
-    assert "3 pilot runs" in error["message"] and "at least 4" in error["message"]
+    assert "3 pilot runs" in error["message"] and "at least 4" in error["message"] and error["detail"]["minimum"] == 4
+    more = [_run(corpus["id"], size=s) for s in (1e4, 1e5, 1e6, 1e7, 1e8)]  # 8 runs: enough for effective_data
+    assert client_a.post("/api/v1/pilot-runs/", more, format="json").status_code == 201
+    response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {**fit, "law": "mixing_law"}}, format="json")
+    error = error_of(response)
+    assert response.status_code == 400 and error["detail"] == {"field": "params.metric", "minimum": 10}, error
+    assert "8 pilot runs" in error["message"] and "mixing_law law over 3 pools" in error["message"]
     response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {**fit, "law": "cubic"}}, format="json")
     assert response.status_code == 400
     assert "effective_data" in str(error_of(response)["detail"]) and "law" in str(error_of(response)["detail"])

@@ -26,6 +26,7 @@ from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation import plans
 from curation.laws import LAWS, budget_in_samples
+from curation.pools import DECILES
 from curation.steps import PoolSpec, ScoreRef
 from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
 
@@ -103,10 +104,15 @@ def normalise_fit(tenant, data: dict) -> dict:
         raise validation_error({"quality_pools": "quality pools need scores_job (a betr or prune job)"})
     if data.get("metric"):
         runs = PilotRun.objects.for_tenant(tenant).filter(corpus=corpus, metric=data["metric"]).count()
-        if runs < 4:
+        # the pools: the corpus's sources, each split into deciles with quality pools (prune may drop some)
+        pools = sum(1 for n in corpus.source_counts.values() if n > 0) * (DECILES if data.get("quality_pools") else 1)
+        law = data.get("law") or "effective_data"  # without law, the effective-data law (it fits any metric)
+        minimum = LAWS[law].minimum_observations(pools)
+        if runs < minimum:
             raise ApplicationError("not_enough_pilot_runs", f"{runs} pilot runs of metric {data['metric']!r} on "
-                                   "this corpus; fitting needs at least 4 (or leave metric out to use the proxy)",
-                                   detail={"field": "params.metric"})
+                                   f"this corpus; the {law} law over {pools} pools needs at least {minimum} (or "
+                                   "leave metric out to use the proxy)", detail={"field": "params.metric",
+                                                                                  "minimum": minimum})
     return params
 
 
