@@ -329,21 +329,30 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
         if start is not None:  # from the full fit's offsets; the noise scale is this fit's own
             offsets0 = np.concatenate([start.delta[with_offset], np.log(start.tau_i / start.tau)[with_half_life]])
         theta = np.clip(np.concatenate([theta_shared, offsets0]), lower + 1e-9, upper - 1e-9)
-        numeric = np.r_[np.arange(k_shared), np.arange(k_shared + k_offset, len(theta))]  # shared, half-lives
+        half_life_columns = np.arange(k_shared + k_offset, len(theta))
         step = math.sqrt(np.finfo(float).eps)
 
         def jacobian(t, sigma):
-            """d(penalised)/d(theta): the offsets' columns exact (dy/d delta_i = -beta (y - c) u_i e_i / E),
-            the shared parameters' and half-lives' by one-sided differences that stay inside the bounds."""
+            """d(penalised)/d(theta): dy/dx_i = -beta (y - c) / E dE_i/dx_i for a pool's own parameters, exact
+            for the offsets (dE_i/d delta_i = E_i) and by one-sided differences of E_i for the half-lives
+            (all pools in one evaluation: E_i depends on its own half-life only); the shared parameters'
+            columns by one-sided differences of y; every step stays inside the bounds."""
             v, d, e = split(free, t, with_half_life)
             utility = np.exp(-v["gamma"] * z_ot + v["eta"] * z_q + d)
             contribution = effective_samples(shown, unique, v["tau"] * np.exp(e)) * utility  # (n, P)
             total = np.maximum(contribution.sum(-1), 1e-12)
             y_hat = v["c"] + sign * v["A"] * (total / _UNIT) ** (-v["beta"])
+            chain = (-v["beta"] * (y_hat - v["c"]) / total)[:, None]
             data = np.empty((len(y), len(t)))
-            data[:, k_shared:k_shared + k_offset] = (-v["beta"] * (y_hat - v["c"]) / total)[:, None] \
-                * contribution[:, with_offset]
-            for j in numeric:
+            data[:, k_shared:k_shared + k_offset] = chain * contribution[:, with_offset]
+            if len(half_life_columns):
+                h = step * np.maximum(1.0, np.abs(t[half_life_columns]))
+                h = np.where(t[half_life_columns] + h > upper[half_life_columns], -h, h)
+                moved = e.copy()
+                moved[with_half_life] += h
+                changed = effective_samples(shown, unique, v["tau"] * np.exp(moved)) * utility
+                data[:, half_life_columns] = chain * (changed - contribution)[:, with_half_life] / h
+            for j in range(k_shared):
                 h = step * max(1.0, abs(t[j]))
                 h = -h if t[j] + h > upper[j] else h
                 moved = t.copy()
