@@ -25,7 +25,8 @@ Four steps, each usable on its own (DESIGN.md 3.3):
 4. :func:`select_tokens` - keep the best-scored documents holding a fraction of the
    corpus's whitespace tokens; the fraction is explicit or the compute policy
    :func:`optimal_token_fraction`, ``F_opt(C) = 4e-5 C^0.25`` percent of tokens for
-   ``C`` training FLOPs.
+   ``C`` training FLOPs, which :func:`budget_token_fraction` applies to a training budget
+   (and raises so that the budget repeats the kept tokens at most four times).
 
 The classifier's defaults were chosen on the real-data test (``tests/curation/test_betr.py``:
 AG News, a 3,800-document sample, SciQ and BBH sports targets), see :func:`train_classifier`;
@@ -421,6 +422,38 @@ def optimal_token_fraction(flops: float) -> float:
     if not flops > 0:
         raise ValueError(f"flops must be positive; got {flops}")
     return min(1.0, 4e-5 * flops**0.25 / 100)
+
+
+#: Epochs over the kept tokens that a budget may take (Muennighoff et al. 2023: up to about four
+#: epochs of repeated data are worth nearly as much as unique data; beyond, the worth decays).
+MAX_EPOCHS = 4
+
+
+def budget_token_fraction(budget_tokens: float, available_tokens: float, *, flops: float | None = None,
+                          parameters: float | None = None) -> tuple[float, str]:
+    """The share of ``available_tokens`` BETR keeps for a training budget of ``budget_tokens``, and why.
+
+    ``F_opt(C)`` (:func:`optimal_token_fraction`) at the budget's compute: ``flops`` where given,
+    else ``C = 6 N D`` with ``N`` = ``parameters``, else Chinchilla's compute-optimal ``N = D / 20``
+    (Hoffmann et al. 2022: ``C = 0.3 D^2``); raised to ``D / (4 T)`` where the kept tokens would
+    otherwise be seen more than :data:`MAX_EPOCHS` times. A larger budget keeps more on both counts.
+
+    >>> round(budget_token_fraction(1e11, 1e13)[0], 4)  # C = 3e21: F_opt 9.4%, 4 epochs need 0.25%
+    0.0936
+    >>> budget_token_fraction(1e6, 1e6)[0]  # a budget as large as the corpus: 25% at most 4 epochs
+    0.25
+    """
+    if not (budget_tokens > 0 and available_tokens > 0):
+        raise ValueError(f"budget and available tokens must be > 0; got {budget_tokens:g} and {available_tokens:g}")
+    compute = flops or (6.0 * parameters * budget_tokens if parameters else 0.3 * budget_tokens ** 2)
+    source = "the budget's FLOPs" if flops else ("6 N D" if parameters else "Chinchilla-optimal 0.3 D^2")
+    f_opt = optimal_token_fraction(compute)
+    repeat = min(1.0, budget_tokens / (MAX_EPOCHS * available_tokens))
+    if repeat > f_opt:
+        return repeat, (f"{budget_tokens:.3g} budget tokens over {available_tokens:.3g} available: keep "
+                        f"{100 * repeat:.3g}% so that they are seen at most {MAX_EPOCHS} times (F_opt at "
+                        f"C = {compute:.3g} FLOPs ({source}) is {100 * f_opt:.3g}%)")
+    return f_opt, f"F_opt(C) = {100 * f_opt:.3g}% at C = {compute:.3g} FLOPs ({source})"
 
 
 def count_tokens(texts: Sequence[str]) -> np.ndarray:

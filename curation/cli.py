@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     curate.add_argument("--prune-method", choices=sorted(NEEDS_EMBEDDINGS), default="semdedup")
     curate.add_argument("--eps", type=float, default=0.01, help="SemDeDup / D4 threshold: cos >= 1 - eps")
     curate.add_argument("--prune-fraction", type=float, default=0.8, help="documents kept by d4 / prototypes")
+    curate.add_argument("--keep", choices=["auto", "hard", "easy"], default="auto",
+                        help="d4 / prototypes: auto decides by the budget (abundant data: hard)")
+    curate.add_argument("--betr-keep-fraction", type=float, help="share of tokens BETR keeps (default: by the budget)")
     curate.add_argument("--no-quality-pools", action="store_true", help="pools are sources, not source x decile")
     curate.add_argument("--sample-size", type=int, default=200_000, help="documents BETR ranks")
     curate.add_argument("--shard-size", type=int, default=10_000, help="documents per Parquet shard")
@@ -132,7 +135,8 @@ def curate_files(args) -> str:
     params = CurateParams(corpus=corpus, benchmarks=benchmarks, budget=args.budget, embedder=args.embedder,
                           budget_unit=args.budget_unit, model_parameters=args.model_parameters,
                           prune_method=args.prune_method, eps=args.eps, prune_fraction=args.prune_fraction,
-                          quality_pools=not args.no_quality_pools, sample_size=args.sample_size, seed=args.seed)
+                          quality_pools=not args.no_quality_pools, sample_size=args.sample_size, seed=args.seed,
+                          keep=args.keep, betr_keep_fraction=args.betr_keep_fraction)
     ingest_seconds = round(time.perf_counter() - ingest_started, 3)
     executor = LocalExecutor(storage, run)
     result = executor.run(curate_plan(params))
@@ -148,7 +152,8 @@ def curate_files(args) -> str:
     prune = result["stages"]["prune"]
     lines = [f"Mixture at {args.budget:g} {args.budget_unit} ({result['budget_samples']:,.0f} samples); "
              f"{args.prune_method} dropped {prune['dropped']} of {corpus.documents} documents",
-             *summary.pool_table(result["pools"]), summary.prediction_line(result["predicted"])]
+             *summary.budget_policy_lines(result["budget_policy"]), *summary.pool_table(result["pools"]),
+             summary.prediction_line(result["predicted"])]
     if law_line := summary.backtest_line(result["predicted"]):
         lines.append(law_line)
     lines.append("Seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from curation.laws import budget_in_samples
 from curation.pruning import NEEDS_EMBEDDINGS, PruneOptions
 from curation.steps import DatasetRef, PoolSpec, ScoreRef, Stage
 from curation.steps.decontaminate import (SCAN_STAGE, STAGE as CONTAMINATION_STAGE, ContaminationOptions,
@@ -108,7 +109,13 @@ class CurateParams:
     """The whole pipeline (DESIGN.md 1 and 3): embed corpus and benchmarks, index, decontaminate
     (``contamination``; its documents are in no pool and never selected), prune
     (``prune_method``), BETR, pools (source x BETR decile over the kept documents, or sources
-    with ``quality_pools=False``), OT, pilots, fit, and the mixture at ``budget``."""
+    with ``quality_pools=False``), OT, pilots, fit, and the mixture at ``budget``.
+
+    The budget reaches the selection policies: prototypes and D4 keep the hard documents when the
+    corpus holds at least one unique document per document of budget and the easy ones otherwise
+    (:func:`curation.prototypes.keep_policy`; ``keep`` ``hard`` or ``easy`` overrides), and BETR keeps
+    the share of tokens the budget needs (:func:`curation.betr.budget_token_fraction`;
+    ``betr_keep_fraction`` overrides)."""
 
     corpus: DatasetRef
     benchmarks: tuple[DatasetRef, ...]
@@ -127,17 +134,34 @@ class CurateParams:
     seed: int = 0
     contamination: ContaminationOptions = field(default_factory=ContaminationOptions)
     law: str | None = None
+    keep: str = "auto"
+    betr_keep_fraction: float | None = None
+
+    @property
+    def tokens_per_sample(self) -> float:
+        return self.corpus.tokens / max(self.corpus.documents, 1)
+
+    @property
+    def budget_samples(self) -> float:
+        """The budget in documents seen (:func:`curation.laws.budget_in_samples`)."""
+        return budget_in_samples(self.budget, self.budget_unit, tokens_per_sample=self.tokens_per_sample,
+                                 parameters=self.model_parameters)
 
     def index(self) -> IndexParams:
         return IndexParams(self.corpus, self.embedder, seed=self.seed)
 
     def prune(self) -> PruneParams:
         return PruneParams(self.corpus, self.prune_method, self.embedder,
-                           PruneOptions(fraction=self.prune_fraction, eps=self.eps, seed=self.seed))
+                           PruneOptions(fraction=self.prune_fraction, eps=self.eps, seed=self.seed,
+                                        budget_documents=self.budget_samples, keep=self.keep))
 
     def betr(self) -> BetrParams:
         return BetrParams(self.corpus, self.benchmarks, self.embedder, sample_size=self.sample_size,
-                          keep_fraction=0.1, seed=self.seed, decontaminated=self.contamination.enabled)
+                          keep_fraction=self.betr_keep_fraction, seed=self.seed,
+                          decontaminated=self.contamination.enabled,
+                          budget_tokens=self.budget_samples * self.tokens_per_sample,
+                          flops=self.budget if self.budget_unit == "flops" else None,
+                          parameters=self.model_parameters)
 
     def decontaminate(self) -> DecontaminateParams:
         return DecontaminateParams(self.corpus, self.benchmarks, self.embedder, self.contamination)
@@ -177,4 +201,18 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
                  "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"],
                  **{k: selected[k] for k in ("kept", "token_fraction", "kept_tokens", "total_tokens")}},
         "ot": ctx.output("ot")["pool_ot"],
-        "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "provenance", "at_bound", "backtest")}}}
+        "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "provenance", "at_bound", "backtest")}},
+        "budget_policy": budget_policy(params, prune, selected)}
+
+
+def budget_policy(params: CurateParams, prune: dict, selected: dict) -> dict:
+    """How the budget decided the selection: the prune policy (keep hard or easy, the corpus's unique
+    documents per document of budget; SemDeDup drops duplicates whatever the budget) and BETR's share
+    of tokens, each with its reason."""
+    policy = prune.get("policy") or {"keep": None, "abundance": params.corpus.documents / params.budget_samples,
+                                     "reason": f"{params.prune_method} drops near-duplicates whatever the budget; "
+                                               "prune_method prototypes or d4 keep the hard or the easy documents "
+                                               "by the budget"}
+    return {"budget_samples": params.budget_samples, "budget_tokens": params.budget_samples * params.tokens_per_sample,
+            "prune": policy, "betr": {"token_fraction": selected["token_fraction"],
+                                      "reason": selected["fraction_reason"]}}

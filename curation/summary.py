@@ -61,6 +61,17 @@ def backtest_line(predicted: Mapping) -> str | None:
             f"{held}{bound}")
 
 
+def budget_policy_lines(policy: Mapping | None) -> list[str]:
+    """How the budget decided the selection: ``Budget: 12,000 samples (1.2e+06 tokens)``, the prune
+    policy and BETR's share of tokens, each with its reason; none for a result without a policy."""
+    if not policy:
+        return []
+    keep = policy["prune"].get("keep")
+    return [f"Budget: {policy['budget_samples']:,.0f} samples ({policy['budget_tokens']:.3g} tokens)",
+            f"  prune: {f'keep {keep}: ' if keep else ''}{policy['prune']['reason']}",
+            f"  BETR: keep {policy['betr']['token_fraction']:.1%} of tokens: {policy['betr']['reason']}"]
+
+
 def betr_line(betr: Mapping) -> str:
     """What BETR kept: a share of tokens, counted in tokens and documents, and the documents by source."""
     kept_tokens, total = betr.get("kept_tokens"), betr.get("total_tokens")

@@ -47,7 +47,9 @@ class PruneParams:
 @dataclass(frozen=True)
 class BetrParams:
     """``sample_size`` documents ranked against every example of ``benchmarks``; the top
-    ``top_fraction`` are positives; keep ``keep_fraction`` of tokens, or F_opt(``flops``).
+    ``top_fraction`` are positives; keep ``keep_fraction`` of tokens, else the share a training budget
+    of ``budget_tokens`` needs (:func:`curation.betr.budget_token_fraction`, at ``flops`` or with
+    ``parameters`` where given), else F_opt(``flops``), else 10%.
     ``decontaminated``: the run's contamination stage ran; its documents are neither sampled nor kept."""
 
     corpus: DatasetRef
@@ -60,6 +62,21 @@ class BetrParams:
     equal_per_benchmark: bool = False
     seed: int = 0
     decontaminated: bool = False
+    budget_tokens: float | None = None
+    parameters: float | None = None
+
+
+def betr_fraction(params: BetrParams, available_tokens: float) -> tuple[float, str]:
+    """The share of the clean documents' tokens to keep, and why (:class:`BetrParams`)."""
+    if params.keep_fraction:
+        return params.keep_fraction, f"keep_fraction {params.keep_fraction:g} asked for"
+    if params.budget_tokens:
+        return betr.budget_token_fraction(params.budget_tokens, max(available_tokens, 1.0), flops=params.flops,
+                                          parameters=params.parameters)
+    if params.flops:
+        fraction = betr.optimal_token_fraction(params.flops)
+        return fraction, f"F_opt(C) = {100 * fraction:.3g}% at C = {params.flops:.3g} FLOPs"
+    return 0.1, "no budget: BETR's default 10% of tokens"
 
 
 def _clean(ctx: Context, params: BetrParams) -> np.ndarray:
@@ -178,16 +195,17 @@ def betr_select(ctx: Context, index: int, params: BetrParams, *, train_stage: st
     score = np.concatenate([t.column("score").to_numpy() for t in raws])
     tokens = np.concatenate([t.column("tokens").to_numpy() for t in raws])
     ids = [i for t in raws for i in t.column("id").to_pylist()]
-    fraction = params.keep_fraction or (None if params.flops else 0.1)
     clean = _clean(ctx, params)
-    chosen = betr.select_tokens(score[clean], tokens[clean], fraction=fraction, flops=params.flops)
+    fraction, why = betr_fraction(params, float(tokens[clean].sum()))
+    chosen = betr.select_tokens(score[clean], tokens[clean], fraction=fraction)
     kept = np.zeros(len(score), dtype=bool)
     kept[clean] = chosen.kept
     reason = np.where(kept, "kept", np.where(clean, "below_threshold", "contaminated"))
     write_shard_scores(ctx, params.corpus, "betr", ids, score, kept, reason, tokens=tokens)
     return {"score_metrics": ["betr"], "lower_is_better": False, **score_summary(
         ctx, params.corpus, score, kept, list(reason),
-        {"train": ctx.output(train_stage), "token_fraction": chosen.fraction, "threshold": chosen.threshold,
+        {"train": ctx.output(train_stage), "token_fraction": chosen.fraction, "fraction_reason": why,
+         "threshold": chosen.threshold,
          "kept_tokens": chosen.kept_tokens, "total_tokens": chosen.total_tokens,
          "contamination": ctx.output(CONTAMINATION_STAGE)["contamination"] if params.decontaminated else None})}
 

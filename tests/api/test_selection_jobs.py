@@ -134,6 +134,10 @@ def test_curate_runs_the_whole_pipeline_in_one_job(client_a, corpus, dispatched)
     result = job.result
     assert result["stages"]["prune"]["reasons"]["duplicate"] >= 10
     assert result["stages"]["index"]["kind"] == "flat"
+    policy = result["budget_policy"]
+    assert policy["budget_samples"] == 200 and policy["prune"]["keep"] is None, "semdedup: no keep policy"
+    assert "whatever the budget" in policy["prune"]["reason"] and policy["betr"]["reason"]
+    assert policy["betr"]["token_fraction"] == result["stages"]["betr"]["token_fraction"]
     weights = {row["pool"]: row["weight"] for row in result["pools"]}
     by_source = Counter()
     for pool, weight in weights.items():

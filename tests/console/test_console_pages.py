@@ -536,3 +536,18 @@ def test_model_page_shows_how_the_law_was_chosen_and_its_backtest(client, user_a
     chart = section.split("<svg")[1].split("</svg>")[0]
     assert chart.count("</circle>") == len(report["heldout"]) and chart.count("<polyline") == 1, "points, identity"
     assert "<script>alert" not in page and "acc&lt;script&gt;" in section
+
+
+def test_a_curate_job_page_says_how_the_budget_decided_the_selection(client, user_a, tenant_a, data_a):
+    _login(client, user_a)
+    tenant, corpus = tenant_a[0], data_a["corpus"]
+    policy = {"budget_samples": 50.0, "budget_tokens": 2140.0,
+              "prune": {"keep": "hard", "abundance": 6.0, "reason": "abundant: 6 unique documents per document"},
+              "betr": {"token_fraction": 0.0417, "reason": "keep 4.17% so that they are seen at most 4 times"}}
+    job = Job.objects.for_tenant(tenant).create(tenant=tenant, kind="curate", params={"corpus": str(corpus.pk)},
+                                                status="succeeded", stage="done", result={"budget_policy": policy})
+    page = client.get(f"/console/{tenant.pk}/jobs/{job.pk}/").content.decode()
+    assert 'data-field="budget-policy"' in page and "abundant: 6 unique documents per document" in page
+    assert "keep hard" in page and "keep 4.2% of tokens" in page and "seen at most 4 times" in page
+    other = client.get(f"/console/{tenant.pk}/jobs/{data_a['job'].pk}/").content.decode()
+    assert 'data-field="budget-policy"' not in other

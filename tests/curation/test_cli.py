@@ -49,3 +49,24 @@ def test_a_budget_or_seed_out_of_range_fails_before_any_work(tmp_path, capsys):
         error = capsys.readouterr().err
         assert code == 2 and needle in error, (extra, error)
     assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_the_budget_decides_keep_hard_or_easy_and_betrs_share_of_tokens(tmp_path, capsys):
+    """The same corpus and target at a small and a large budget: prototypes keep the hard documents while
+    the corpus has a unique document per document of budget and the easy ones beyond; BETR keeps the
+    share of tokens that the budget sees at most four times (F_opt is far smaller at these budgets)."""
+    corpus = write_jsonl(demo_corpus(300), tmp_path / "corpus.jsonl")
+    bench = write_jsonl(demo_benchmark(30), tmp_path / "bench.jsonl")
+    policies = {}
+    for budget in (50, 3000):
+        out = tmp_path / f"out-{budget}"
+        assert main(["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--budget", str(budget),
+                     "--embedder", "hashing", "--prune-method", "prototypes", "--no-quality-pools", "--out", str(out)]) == 0
+        assert "prune: keep " in capsys.readouterr().out
+        policies[budget] = json.loads((out / "mixture.json").read_text())["budget_policy"]
+    small, large = policies[50], policies[3000]
+    assert small["prune"]["keep"] == "hard" and small["prune"]["reason"].startswith("abundant: 6 unique")
+    assert large["prune"]["keep"] == "easy" and large["prune"]["reason"].startswith("scarce: 0.1 unique")
+    tokens = json.loads((tmp_path / "out-50" / "mixture.json").read_text())["stages"]["betr"]["total_tokens"]
+    assert abs(small["betr"]["token_fraction"] - small["budget_tokens"] / (4 * tokens)) < 0.01
+    assert large["betr"]["token_fraction"] == 1.0 and "at most 4 times" in large["betr"]["reason"]

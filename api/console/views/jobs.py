@@ -57,6 +57,14 @@ def job_progress(job: Job) -> dict:
             "active": job.status in Job.ACTIVE}
 
 
+def budget_policy(result) -> dict | None:
+    """A curate result's budget decisions, BETR's share of tokens as a percentage; None for other jobs."""
+    policy = (result or {}).get("budget_policy") if isinstance(result, dict) else None
+    if not policy:
+        return None
+    return {**policy, "betr": {**policy["betr"], "token_fraction": 100 * policy["betr"]["token_fraction"]}}
+
+
 class JobDetailView(ConsoleView):
     template_name = "console/job_detail.html"
     section = "jobs"
@@ -68,6 +76,7 @@ class JobDetailView(ConsoleView):
             "params_text": json.dumps(job.params, indent=2, sort_keys=True),
             "result_text": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else "",
             "schedule": selectors.job_started_by(job=job),
+            "budget_policy": budget_policy(job.result),
         })
 
 

@@ -8,7 +8,9 @@ prototypes) -> ``betr_train`` -> ``betr_classify`` (per shard) -> ``betr_select`
 ``ot`` (distance of every pool to the benchmarks) -> ``pilots`` (proxy evaluator, or
 the tenant's pilot runs of ``metric``) -> ``fit`` -> ``mixture``. Pools are source x
 BETR-quality decile over the documents the prune stage kept (or sources, with
-``quality_pools: false``). The result is the mixture's, plus a summary of every stage.
+``quality_pools: false``). The budget decides prototypes' and D4's keep-hard or keep-easy and
+BETR's share of tokens (``budget_policy`` in the result says how, :class:`curation.plans.CurateParams`).
+The result is the mixture's, plus a summary of every stage.
 """
 from __future__ import annotations
 
@@ -34,6 +36,13 @@ class CurateParams(MixtureParams):
     quality_pools = serializers.BooleanField(default=True, help_text="pools are source x BETR decile")
     sample_size = StrictIntegerField(default=200_000, min_value=20, max_value=5_000_000,
                                            help_text="documents BETR ranks against the benchmarks")
+    keep = serializers.ChoiceField(choices=["auto", "hard", "easy"], default="auto", help_text=(
+        "prototypes / d4: auto keeps the hard documents when the corpus has at least one unique document per "
+        "document of budget (abundant), the easy ones otherwise (Sorscher et al. 2022)"))
+    betr_keep_fraction = StrictFloatField(required=False, min_value=0.001, max_value=1.0, help_text=(
+        "share of tokens BETR keeps; default from the budget: F_opt(C) = 4e-5 C^0.25 percent at the budget's "
+        "compute (C = 0.3 D^2 for D budget tokens without flops or model_parameters), raised so that the budget "
+        "sees the kept tokens at most 4 times"))
 
 
 class CurateKind(RecordsModels):
@@ -53,4 +62,5 @@ class CurateKind(RecordsModels):
             model_parameters=p.get("model_parameters"), frontier_points=p["frontier_points"], metric=p.get("metric"),
             prune_method=p["prune_method"], eps=p["eps"], prune_fraction=p["prune_fraction"],
             quality_pools=p["quality_pools"], sample_size=p["sample_size"], ot_sample_size=p["ot_sample_size"],
-            seed=p["seed"], contamination=contamination_options(p), law=p.get("law")))
+            seed=p["seed"], contamination=contamination_options(p), law=p.get("law"), keep=p["keep"],
+            betr_keep_fraction=p.get("betr_keep_fraction")))

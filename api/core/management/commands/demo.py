@@ -152,6 +152,7 @@ class Command(BaseCommand):
         self.stdout.write(f"\nPruned: SemDeDup kept {prune['kept']} of {prune['kept'] + prune['dropped']} documents "
                           f"({', '.join(f'{n} {r}' for r, n in prune['reasons'].items())})")
         self.stdout.write(summary.betr_line(betr))
+        self.stdout.write("\n".join(summary.budget_policy_lines(result.get("budget_policy"))))
         self.stdout.write("OT distance of each pool to the benchmark (lower is closer): "
                           + ", ".join(f"{k} {v:.3f}" for k, v in sorted(stages["ot"].items(), key=lambda i: i[1])[:5])
                           + (" ..." if len(stages["ot"]) > 5 else ""))
