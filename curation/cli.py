@@ -143,6 +143,11 @@ def curate_files(args) -> str:
     timings = {"ingest": ingest_seconds, **executor.seconds}
     out = args.out
     shutil.copyfile(storage.local_path(Keys.manifest(result["mixture"])), out / "manifest.parquet")
+    dataset = out / "dataset"
+    shutil.rmtree(dataset, ignore_errors=True)
+    dataset.mkdir()
+    for name in storage.list(Keys.training_dataset(result["mixture"])):
+        shutil.copyfile(storage.local_path(name), dataset / name.rsplit("/", 1)[-1])
     fit = executor.outputs("fit")[0]
     mixture = {**result, "performance_model": {k: fit["model"][k] for k in ("kind", "parameters", "pools",
                                                                                "fit_error")},
@@ -158,6 +163,8 @@ def curate_files(args) -> str:
         lines.append(law_line)
     lines.append("Seconds per stage: " + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in timings.items()))
     lines.append(f"Units run: {executor.units_run} (finished units of an earlier run are reused)")
-    lines.append(f"Wrote {out / 'mixture.json'} and {out / 'manifest.parquet'} ({result['documents']} documents) "
-                 f"in {time.perf_counter() - started:.1f} s")
+    lines.append(f"Wrote {out / 'mixture.json'}, {out / 'manifest.parquet'} ({result['documents']} documents) and "
+                 f"the training-ready {dataset}/ ({result['dataset']['rows']:,} rows in {result['dataset']['shards']} "
+                 f"Parquet shards, shuffled with seed {result['dataset']['seed']}) in "
+                 f"{time.perf_counter() - started:.1f} s")
     return "\n".join(lines)

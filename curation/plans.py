@@ -97,7 +97,8 @@ def mixture_plan(params: MixtureParams, fit: FitParams | None = None,
     given) decontaminate, unless disabled, and fit one first in the same run."""
     if fit is None:
         return [Stage("mixture", 1, partial(optimise_mixture, params=params))]
-    params = replace(params, fit_stage="fit", corpus=fit.corpus)
+    params = replace(params, fit_stage="fit", corpus=fit.corpus,
+                     contamination_stage=CONTAMINATION_STAGE if contamination.enabled else None)
     decontaminate = DecontaminateParams(fit.corpus, fit.benchmarks, fit.embedder, contamination)
     return ([embedding([fit.corpus, *fit.benchmarks], fit.embedder)] + decontamination_stages(decontaminate)
             + fit_stages(decontaminated_fit(fit, contamination))
@@ -136,6 +137,7 @@ class CurateParams:
     law: str | None = None
     keep: str = "auto"
     betr_keep_fraction: float | None = None
+    dataset: bool = True
 
     @property
     def tokens_per_sample(self) -> float:
@@ -176,7 +178,8 @@ class CurateParams:
 
     def mixture(self) -> MixtureParams:
         return MixtureParams(self.budget, self.budget_unit, self.model_parameters, self.frontier_points, self.seed,
-                             fit_stage="fit", corpus=self.corpus)
+                             fit_stage="fit", corpus=self.corpus, dataset=self.dataset,
+                             contamination_stage=CONTAMINATION_STAGE if self.contamination.enabled else None)
 
 
 def curate_plan(params: CurateParams) -> list[Stage]:

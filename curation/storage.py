@@ -107,6 +107,11 @@ class Keys:
     def manifest(mixture_id: object) -> str:
         return key("mixtures", mixture_id, "manifest.parquet")
 
+    @staticmethod
+    def training_dataset(mixture_id: object) -> str:
+        """The folder of the training-ready dataset's shards and ``dataset.json`` (:mod:`curation.dataset`)."""
+        return key("mixtures", mixture_id, "dataset")
+
 
 class Storage:
     """Artifacts by key. Writes are atomic: a reader sees the old object or the new one."""

@@ -41,6 +41,35 @@ class MixtureSerializer(serializers.ModelSerializer):
                   "predicted", "frontier", "document_count", "created_at"]
 
 
+class DatasetShardSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    rows = serializers.IntegerField()
+    url = serializers.CharField(help_text="GET it for the Parquet file")
+
+
+class TrainingDatasetSerializer(serializers.Serializer):
+    """A mixture's training-ready dataset (``dataset.json``, :mod:`curation.dataset`), with its shards' URLs."""
+
+    mixture = serializers.UUIDField()
+    corpus = serializers.CharField()
+    weights = serializers.DictField(child=serializers.FloatField())
+    budget = serializers.FloatField()
+    budget_unit = serializers.CharField()
+    budget_samples = serializers.FloatField()
+    rows = serializers.IntegerField(help_text="samples: one row per document shown, repeats expanded")
+    unique_documents = serializers.IntegerField()
+    seed = serializers.IntegerField(help_text="the shuffle's seed (the mixture job's)")
+    rows_per_shard = serializers.IntegerField()
+    columns = serializers.ListField(child=serializers.CharField())
+    shuffle = serializers.CharField()
+    performance_model = serializers.UUIDField(allow_null=True)
+    predicted = serializers.DictField(help_text="the mixture's prediction, as on the mixture")
+    contamination = serializers.DictField(allow_null=True, help_text=(
+        "{contaminated_documents, per_benchmark: {benchmark id: documents}} left out of the selection; null "
+        "when the run did not decontaminate"))
+    shards = DatasetShardSerializer(many=True)
+
+
 class ManifestQuerySerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=["jsonl", "parquet"], default="jsonl", required=False)
 

@@ -1,3 +1,5 @@
+import json
+
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -22,6 +24,7 @@ from api.modeling.serializers import (
     PilotRunSerializer,
     PredictionInputSerializer,
     PredictionSerializer,
+    TrainingDatasetSerializer,
 )
 from curation.manifest import iter_manifest_jsonl
 from curation.storage import Keys
@@ -85,6 +88,34 @@ class MixtureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
             raise ApplicationError("manifest_missing", "this mixture's manifest is not stored; re-run its job",
                                    status_code=404)
         return response
+
+
+    @extend_schema(responses={200: TrainingDatasetSerializer})
+    @action(detail=True, methods=["get"])
+    def dataset(self, request, pk=None):
+        """The training-ready dataset: ``dataset.json`` and the URL of each Parquet shard (``id, text, source,
+        pool, repeat_index``, repeats expanded, shuffled with the recorded seed)."""
+        mixture = self.get_object()
+        store, folder = tenant_storage(self.tenant.pk), Keys.training_dataset(mixture.pk)
+        if not store.exists(f"{folder}/dataset.json"):
+            raise ApplicationError("dataset_missing", "this mixture has no training-ready dataset: its job ran "
+                                   "with dataset false or before datasets were written; run a mixture job",
+                                   status_code=404)
+        content = json.loads(store.read_bytes(f"{folder}/dataset.json"))
+        base = request.build_absolute_uri(request.path)
+        content["shards"] = [{**shard, "url": f"{base}{shard['name']}/"} for shard in content["shards"]]
+        return Response(TrainingDatasetSerializer(content).data)
+
+    @extend_schema(responses={(200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], url_path=r"dataset/(?P<name>part-\d{5}\.parquet)")
+    def dataset_shard(self, request, pk=None, name=None):
+        """One Parquet shard of the training-ready dataset."""
+        mixture = self.get_object()
+        store, key = tenant_storage(self.tenant.pk), f"{Keys.training_dataset(mixture.pk)}/{name}"
+        if not store.exists(key):
+            raise ApplicationError("not_found", f"this mixture's dataset has no shard {name}", status_code=404)
+        return FileResponse(store.open(key), as_attachment=True, filename=f"mixture-{mixture.pk}-{name}",
+                            content_type="application/vnd.apache.parquet")
 
 
 def manifest_response(tenant_id, mixture_id, file_format: str | None):

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
+from curation.dataset import write_dataset
 from curation.embedders import embedder_key
 from curation.manifest import select_documents, write_manifest
 from curation.laws import Observation, Pool, budget_in_samples, restore_law
@@ -56,7 +57,9 @@ class FitParams:
 @dataclass(frozen=True)
 class MixtureParams:
     """Optimise a law at ``budget`` (in ``budget_unit``): the stored model ``performance_model``,
-    or the one the run's ``fit_stage`` fitted; write the manifest of the selected documents."""
+    or the one the run's ``fit_stage`` fitted; write the manifest of the selected documents and,
+    with ``dataset``, the training-ready dataset (:mod:`curation.dataset`; its ``dataset.json``
+    counts what the run's ``contamination_stage`` found, where it has one)."""
 
     budget: float
     budget_unit: str = "samples"
@@ -66,6 +69,8 @@ class MixtureParams:
     performance_model: str | None = None
     fit_stage: str | None = None
     corpus: DatasetRef | None = None
+    dataset: bool = True
+    contamination_stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,10 +234,38 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
                  "extrapolated": prediction.extrapolated, "outside_doublings": prediction.outside,
                  "clamped": prediction.clamped, "provenance": stored.provenance,
                  "at_bound": dict(law.at_bound), "law": stored.kind, "backtest": stored.backtest}
-    return {"mixture": str(identifier), "performance_model": model_id, "corpus": corpus.id,
-            "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": budget, "pools": rows,
-            "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,
-            "documents": documents}
+    result = {"mixture": str(identifier), "performance_model": model_id, "corpus": corpus.id,
+              "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": budget, "pools": rows,
+              "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,
+              "documents": documents}
+    if params.dataset:
+        result["dataset"] = _training_dataset(ctx, params, corpus, identifier, result)
+    return result
+
+
+def _training_dataset(ctx: Context, params: MixtureParams, corpus: DatasetRef, identifier, result: dict) -> dict:
+    """Write the mixture's training-ready dataset; its ``dataset.json`` without the per-shard rows."""
+    ids = dataset_column(ctx, corpus, "id")
+    position = {document: i for i, document in enumerate(ids)}
+    manifest = pq.read_table(ctx.storage.local_path(Keys.manifest(identifier)))
+    positions = np.array([position[document] for document in manifest.column("id").to_pylist()], dtype=np.int64)
+    contamination = None
+    if params.contamination_stage:
+        found = ctx.output(params.contamination_stage)["contamination"]
+        contamination = {"contaminated_documents": found["contaminated"],
+                         "per_benchmark": {b: v["documents"] for b, v in found["benchmarks"].items()}}
+    about = {"mixture": str(identifier), "corpus": corpus.id, "weights": result["weights"],
+             "budget": params.budget, "budget_unit": params.budget_unit, "budget_samples": result["budget_samples"],
+             "performance_model": result["performance_model"], "predicted": result["predicted"],
+             "contamination": contamination}
+
+    def read_rows(wanted: np.ndarray) -> dict:
+        return {column: dataset_column_at(ctx, corpus, column, wanted) for column in ("text", "source")}
+
+    content = write_dataset(ctx.storage, Keys.training_dataset(identifier), manifest=manifest, positions=positions,
+                            read_rows=read_rows, seed=params.seed, about=about)
+    return {k: content[k] for k in ("rows", "unique_documents", "seed", "rows_per_shard")} | {
+        "shards": len(content["shards"])}
 
 
 def source_distances(ctx: Context, index: int, params: OTParams) -> dict:

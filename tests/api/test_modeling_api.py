@@ -72,6 +72,27 @@ def test_mixture_job_fits_a_model_and_answers_with_a_manifest(client_a, fitted):
     assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson"
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert len(rows) == mixture["document_count"] > 0
+
+    # the training-ready dataset: the documents themselves, repeats expanded, shuffled
+    dataset = client_a.get(f"/api/v1/mixtures/{result['mixture']}/dataset/")
+    assert dataset.status_code == 200, dataset.json()
+    dataset = dataset.json()
+    repeats = {row["id"]: row["repeats"] for row in rows}
+    assert dataset["rows"] == sum(repeats.values()) and abs(dataset["rows"] - 100) <= len(mixture["weights"])
+    assert dataset["weights"] == mixture["weights"] and dataset["predicted"] == mixture["predicted"]
+    assert dataset["contamination"]["contaminated_documents"] == 0 and len(dataset["shards"]) == 1
+    shard = client_a.get(dataset["shards"][0]["url"])
+    assert shard.status_code == 200 and shard["Content-Type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(b"".join(shard.streaming_content))).to_pylist()
+    assert len(table) == dataset["rows"] and {r["id"] for r in table} == set(repeats)
+    for document, count in repeats.items():
+        assert sorted(r["repeat_index"] for r in table if r["id"] == document) == list(range(count))
+    texts = {d["id"]: d["text"] for d in demo_corpus(400)}
+    assert all(r["text"] == texts[r["id"]] for r in table)
+    in_manifest_order = [row["id"] for row in rows for _ in range(row["repeats"])]
+    assert [r["id"] for r in table] != in_manifest_order, "shuffled"
+    adjacent = sum(a["id"] == b["id"] for a, b in zip(table, table[1:]))
+    assert adjacent <= 0.1 * len(table), "a document's repeats are spread out, not in a run"
     assert sum(r["repeats"] for r in rows) == pytest.approx(100, abs=len(mixture["weights"]))
     assert {r["pool"] for r in rows} == set(mixture["weights"])
     parquet = client_a.get(f"/api/v1/mixtures/{result['mixture']}/documents/?format=parquet")
@@ -116,7 +137,8 @@ def test_predictions_are_synchronous_and_validated(client_a, client_b, fitted):
     other = client_b.post("/api/v1/pilot-designs/", {"performance_model": model_id}, format="json")
     assert other.status_code == 404 and error_of(other)["code"] == "not_found"
     for url in (f"/api/v1/performance-models/{model_id}/", f"/api/v1/mixtures/{result['mixture']}/",
-                f"/api/v1/mixtures/{result['mixture']}/documents/"):
+                f"/api/v1/mixtures/{result['mixture']}/documents/", f"/api/v1/mixtures/{result['mixture']}/dataset/",
+                f"/api/v1/mixtures/{result['mixture']}/dataset/part-00000.parquet/"):
         assert client_b.get(url).status_code == 404, url
     assert client_b.get("/api/v1/mixtures/").json()["results"] == []
 

@@ -63,4 +63,4 @@ class CurateKind(RecordsModels):
             prune_method=p["prune_method"], eps=p["eps"], prune_fraction=p["prune_fraction"],
             quality_pools=p["quality_pools"], sample_size=p["sample_size"], ot_sample_size=p["ot_sample_size"],
             seed=p["seed"], contamination=contamination_options(p), law=p.get("law"), keep=p["keep"],
-            betr_keep_fraction=p.get("betr_keep_fraction")))
+            betr_keep_fraction=p.get("betr_keep_fraction"), dataset=p.get("dataset", True)))

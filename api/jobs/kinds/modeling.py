@@ -62,6 +62,9 @@ class MixtureParams(FitParams):
                                         help_text="for a budget in flops")
     frontier_points = StrictIntegerField(default=25, min_value=3, max_value=200)
     contamination = ContaminationField()
+    dataset = serializers.BooleanField(default=True, help_text=(
+        "write the training-ready dataset (GET /mixtures/{id}/dataset/: Parquet shards of id, text, source, pool, "
+        "repeat_index, repeats expanded and shuffled); false keeps only the id manifest"))
 
     def validate(self, data):
         check_budget(data)
@@ -134,7 +137,8 @@ def fit_params(tenant_id, params: dict) -> FitStepParams:
 
 def mixture_params(params: dict) -> MixtureStepParams:
     return MixtureStepParams(params["budget"], params["budget_unit"], params.get("model_parameters"),
-                             params["frontier_points"], params.get("seed", 0), params.get("performance_model"))
+                             params["frontier_points"], params.get("seed", 0), params.get("performance_model"),
+                             dataset=params.get("dataset", True))
 
 
 def record_model(job: Job, output: dict) -> dict:
