@@ -141,6 +141,21 @@ class VectorStore:
         return shard, ids - offsets[shard]
 
 
+def nearest_documents(store: VectorStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``store`` nearest to any of ``queries`` (q, dim): ``(rows (k',), cosine (k',))``,
+    best first; a row's score is its highest cosine to a query (BETR's max aggregation). Each query's
+    top-``k`` is searched; ``k' <= k`` where an approximate index finds fewer."""
+    found = store.search(queries, min(k, store.meta.n))
+    rows, scores = found.indices.ravel(), found.scores.ravel()
+    keep = rows >= 0
+    rows, scores = rows[keep], scores[keep]
+    order = np.lexsort((rows, -scores))  # best first, ties by row
+    rows, scores = rows[order], scores[order]
+    _, first = np.unique(rows, return_index=True)  # each row's best score
+    first = np.sort(first)[:k]
+    return rows[first].astype(np.int64), scores[first].astype(np.float64)
+
+
 def build_store(
     embedding_paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from api.datasets.models import Contamination, Dataset, PredictionSet, Shard
+from api.jobs.kinds.embed import EmbedderField
 from curation.ingest import FORMATS
 
 
@@ -61,6 +62,43 @@ class PredictionSetSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionSet
         fields = ["id", "name", "filename", "documents", "classes", "runs", "created_at"]
+
+
+class SearchInputSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, max_length=20_000, help_text="find the documents nearest this text")
+    benchmark = serializers.UUIDField(required=False, help_text=(
+        "find the documents nearest any example of this benchmark (a document scores its best cosine)"))
+    k = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    embedder = EmbedderField(help_text="the embedder of the corpus's store: minilm, hashing, hashing:DIM or a "
+                             "name from the server's EXTRA_EMBEDDERS")
+
+    def validate(self, data):
+        if ("text" in data) == ("benchmark" in data):
+            raise serializers.ValidationError({"text": "give a text or a benchmark, not both"})
+        return data
+
+
+class SearchIndexSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["flat", "ivf_sq8", "hnsw"])
+    n = serializers.IntegerField()
+    recall_at_10 = serializers.FloatField(help_text="measured against exact search when the store was built")
+    params = serializers.DictField(help_text="nlist, nprobe (IVF), M, ef_search (HNSW)")
+
+
+class SearchHitSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    source = serializers.CharField(allow_null=True)
+    score = serializers.FloatField(help_text="cosine similarity")
+    position = serializers.IntegerField(help_text="the document's position in the corpus")
+    text = serializers.CharField(help_text="the first 500 characters")
+
+
+class SearchSerializer(serializers.Serializer):
+    corpus = serializers.UUIDField()
+    embedder = serializers.CharField()
+    query = serializers.DictField(help_text="{text} or {benchmark, examples}")
+    index = SearchIndexSerializer()
+    results = SearchHitSerializer(many=True)
 
 
 class ContaminationQuerySerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -13,10 +14,13 @@ from api.core.errors import ApplicationError
 from api.datasets.models import Contamination, Dataset, PredictionSet, Shard
 from api.datasets.selectors import dataset_shards, dataset_usage
 from api.tenancy.models import Tenant
+from curation.embedders import embedder_key, get_embedder
 from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
+from curation.pipeline import embedding_paths, load_embeddings
 from curation.predictions import ingest_predictions
 from curation.steps.decontaminate import read_contamination
 from curation.storage import Keys
+from curation.stores import nearest_documents, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +193,52 @@ def contamination_record(*, job, corpus_id, output: dict) -> dict:
         Contamination.objects.for_tenant(job.tenant_id).filter(job=job).delete()
         Contamination.objects.bulk_create(rows, batch_size=2000)
     return output
+
+
+#: Characters of each found document's text a search answer carries.
+SEARCH_TEXT_CHARS = 500
+
+
+def corpus_search(*, tenant: Tenant, corpus: Dataset, embedder: str, spec: str, k: int, text: str | None = None,
+                  benchmark_id=None) -> dict:
+    """The corpus's documents nearest to ``text`` or to any example of a benchmark, through the corpus's
+    FAISS store for ``embedder`` (an ``index`` or ``curate`` job builds it), with the store's measured
+    recall@10. A benchmark's examples use their stored embeddings, or are embedded here. ``embedder``
+    is the name the tenant gave, ``spec`` what it loads (:func:`api.jobs.kinds.embed.embedder_spec`)."""
+    store_files = tenant_storage(tenant.pk)
+    model = get_embedder(spec)
+    store = open_store(store_files, Keys.vector_store(corpus.pk, embedder_key(model)))
+    if store is None:
+        raise ApplicationError("no_index", f"corpus {corpus.pk} has no vector store for the {embedder} embedder; run "
+                               f"an index job ({{\"kind\": \"index\", \"params\": {{\"corpus\": \"{corpus.pk}\", "
+                               f"\"embedder\": \"{embedder}\"}}}}) or a curate job first", field="embedder",
+                               status_code=409)
+    if benchmark_id is not None:
+        benchmark = Dataset.objects.for_tenant(tenant).filter(pk=benchmark_id, kind=Dataset.Kind.BENCHMARK).first()
+        if benchmark is None:
+            raise ApplicationError("not_found", f"no benchmark with id {benchmark_id}", field="benchmark",
+                                   status_code=404)
+        paths = embedding_paths(store_files, benchmark.pk, model, benchmark.shard_count)
+        if all(path.is_file() for path in paths):
+            queries = np.concatenate([np.asarray(load_embeddings(path), dtype=np.float32) for path in paths])
+        else:
+            texts = [t for i in range(benchmark.shard_count)
+                     for t in read_shard(store_files.local_path(Keys.shard(benchmark.pk, i)), ["text"])
+                     .column("text").to_pylist()]
+            queries = model.encode(texts)
+        query = {"benchmark": str(benchmark.pk), "examples": int(len(queries))}
+    else:
+        queries, query = model.encode([text]), {"text": text}
+    rows, scores = nearest_documents(store, queries, k)
+    shard, within = store.locate(rows)
+    found = {}
+    for s in np.unique(shard):
+        table = read_shard(store_files.local_path(Keys.shard(corpus.pk, int(s))), ["id", "text", "source"])
+        for position in np.flatnonzero(shard == s):
+            found[position] = table.slice(int(within[position]), 1).to_pylist()[0]
+    meta = store.meta
+    return {"corpus": str(corpus.pk), "embedder": embedder, "query": query,
+            "index": {"kind": meta.kind, "n": meta.n, "recall_at_10": meta.recall_at_10, "params": meta.params},
+            "results": [{"id": found[i]["id"], "source": found[i]["source"], "score": float(scores[i]),
+                         "position": int(rows[i]), "text": found[i]["text"][:SEARCH_TEXT_CHARS]}
+                        for i in range(len(rows))]}

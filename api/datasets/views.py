@@ -3,7 +3,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, renderers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from api.core.artifacts import tenant_storage
@@ -13,6 +13,7 @@ from api.datasets import serializers, services
 from api.core.pagination import CursorPagination
 from api.datasets.selectors import dataset_contamination, dataset_score_jobs
 from api.datasets.models import Dataset, PredictionSet
+from api.jobs.kinds.embed import embedder_spec
 from curation.ingest import FieldMapping
 from curation.scores import iter_score_jsonl
 from curation.storage import Keys
@@ -116,6 +117,20 @@ class CorpusViewSet(_DatasetViewSet):
         response["X-Scores-Job"] = str(job.pk)
         return response
 
+
+    @extend_schema(request=serializers.SearchInputSerializer, responses={200: serializers.SearchSerializer})
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser])
+    def search(self, request, pk=None):
+        """The documents nearest a text or a benchmark's examples, through the corpus's FAISS store
+        (synchronous), with the store's measured recall@10."""
+        corpus = self.get_object()
+        form = serializers.SearchInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        result = services.corpus_search(tenant=self.tenant, corpus=corpus, embedder=data["embedder"],
+                               spec=embedder_spec(data["embedder"]), k=data["k"], text=data.get("text"),
+                               benchmark_id=data.get("benchmark"))
+        return Response(serializers.SearchSerializer(result).data)
 
     @extend_schema(parameters=[serializers.ContaminationQuerySerializer],
                    responses={200: serializers.ContaminationSerializer(many=True)})

@@ -47,6 +47,7 @@ CONTENT_RULES = {
     "POST /api/v1/schedules/": _SCHEDULE,
     "PATCH /api/v1/schedules/{id}/": _SCHEDULE,
     "POST /api/v1/pilot-runs/": ("mixture weights summing to 1 over the corpus's pools", {"invalid_mixture"}, set()),
+    "POST /api/v1/corpora/{id}/search/": ("exactly one of text and benchmark", None, {"text"}),
     "POST /api/v1/pilot-designs/": ("exactly one of corpus and performance_model; over a corpus at least two "
                                     "different sizes and one more run than sizes", None, {"corpus", "sizes", "runs"}),
     "POST /api/v1/predictions/": ("mixture weights summing to 1 over the model's pools; a budget within its unit",
