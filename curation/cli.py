@@ -157,6 +157,7 @@ def curate_files(args) -> str:
     prune = result["stages"]["prune"]
     lines = [f"Mixture at {args.budget:g} {args.budget_unit} ({result['budget_samples']:,.0f} samples); "
              f"{args.prune_method} dropped {prune['dropped']} of {corpus.documents} documents",
+             summary.contamination_line(result.get("contamination")),
              *summary.budget_policy_lines(result["budget_policy"]), *summary.pool_table(result["pools"]),
              summary.prediction_line(result["predicted"])]
     if law_line := summary.backtest_line(result["predicted"]):

@@ -72,6 +72,15 @@ def budget_policy_lines(policy: Mapping | None) -> list[str]:
             f"  BETR: keep {policy['betr']['token_fraction']:.1%} of tokens: {policy['betr']['reason']}"]
 
 
+def contamination_line(contamination: Mapping | None, where: str = "") -> str:
+    """``Decontamination: 3 of 2,225 documents hold a benchmark example and are in no selection (gsm8k 3)``."""
+    if not contamination:
+        return "Decontamination: off (no document was checked against the benchmarks)"
+    per = ", ".join(f"{b.get('name') or key} {b['documents']}" for key, b in contamination["benchmarks"].items())
+    return (f"Decontamination: {contamination['contaminated']:,} of {contamination['documents']:,} documents hold a "
+            f"benchmark example and are in no selection ({per}){f'  ({where})' if where else ''}")
+
+
 def betr_line(betr: Mapping) -> str:
     """What BETR kept: a share of tokens, counted in tokens and documents, and the documents by source."""
     kept_tokens, total = betr.get("kept_tokens"), betr.get("total_tokens")

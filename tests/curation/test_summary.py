@@ -35,3 +35,16 @@ def test_prediction_line_names_the_unit_direction_and_band_level():
     mine = {**predicted, "metric": "accuracy", "higher_is_better": True, "level": None, "provenance": {}}
     assert summary.prediction_line(mine) == ("Predicted accuracy (higher is better): 8.126, band [7.931, 8.322]; "
                                              "parameters from: unknown")
+
+
+def test_contamination_and_budget_lines_say_what_was_left_out_and_why():
+    found = {"contaminated": 3, "documents": 2225,
+             "benchmarks": {"b1": {"name": "gsm8k", "documents": 2}, "b2": {"name": "sciq", "documents": 1}}}
+    assert summary.contamination_line(found, "http://x/contamination/") == (
+        "Decontamination: 3 of 2,225 documents hold a benchmark example and are in no selection (gsm8k 2, sciq 1)"
+        "  (http://x/contamination/)")
+    assert summary.contamination_line(None).startswith("Decontamination: off")
+    policy = {"budget_samples": 50.0, "budget_tokens": 2140.0, "prune": {"keep": "hard", "reason": "abundant"},
+              "betr": {"token_fraction": 0.0417, "reason": "at most 4 times"}}
+    assert summary.budget_policy_lines(policy) == [
+        "Budget: 50 samples (2.14e+03 tokens)", "  prune: keep hard: abundant", "  BETR: keep 4.2% of tokens: at most 4 times"]

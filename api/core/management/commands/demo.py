@@ -176,6 +176,12 @@ class Command(BaseCommand):
         self.stdout.write("  (EXTRAPOLATED: beyond the sizes or repetitions the pilots covered; the band is widened)")
         self.stdout.write(f"Manifest: {result['documents']} unique documents  ({api}/mixtures/{result['mixture']}/"
                           "documents/)")
+        if dataset := result.get("dataset"):
+            self.stdout.write(f"Training-ready dataset: {dataset['rows']:,} rows (repeats expanded) in "
+                              f"{dataset['shards']} Parquet shard(s), shuffled with seed {dataset['seed']}  "
+                              f"({api}/mixtures/{result['mixture']}/dataset/)")
+        self.stdout.write(summary.contamination_line(result.get("contamination"),
+                                                     f"{api}/corpora/{result['corpus']}/contamination/"))
 
         self.stdout.write("\nTry it yourself")
         self.stdout.write("\n".join(login_lines(base, login)))
