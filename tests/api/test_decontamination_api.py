@@ -4,8 +4,10 @@ test database), the ``decontaminate`` job, the contamination endpoint, and BETR,
 decontamination on (the default) never selects a planted item."""
 from __future__ import annotations
 
+import io
 import random
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.api.helpers import error_of, jsonl, upload
@@ -92,3 +94,22 @@ def test_betr_never_selects_a_planted_item(client_a, planted, dispatched):
     listed = client_a.get(f"/api/v1/corpora/{corpus['id']}/contamination/?kind=ngram&page_size=500")
     assert listed["X-Contamination-Job"] == str(job.pk)
     assert set(plants) <= {r["document"] for r in listed.json()["results"]}  # the edits keep 13-grams
+
+
+def test_the_training_dataset_of_a_mixture_holds_no_planted_item(client_a, planted, dispatched):
+    """A mixture job decontaminates first: neither its manifest nor its training-ready dataset holds a plant,
+    and dataset.json counts what was left out."""
+    corpus, benchmark, plants, _ = planted
+    job = _run(client_a, "mixture", {"corpus": corpus["id"], "benchmarks": [benchmark["id"]], "embedder": "hashing",
+                                     "budget": 3000, "ot_sample_size": 100})
+    mixture = job.result["mixture"]
+    dataset = client_a.get(f"/api/v1/mixtures/{mixture}/dataset/").json()
+    assert dataset["contamination"]["contaminated_documents"] >= 2 * PLANTS - 1
+    assert dataset["contamination"]["per_benchmark"][benchmark["id"]] >= 2 * PLANTS - 1
+    ids = set()
+    for shard in dataset["shards"]:
+        response = client_a.get(shard["url"])
+        ids |= set(pq.read_table(io.BytesIO(b"".join(response.streaming_content)), columns=["id"]).column("id")
+                   .to_pylist())
+    assert ids and not ids & set(plants) and "planted" not in dataset["weights"]
+    assert dataset["rows"] >= 3000 - len(dataset["weights"])
