@@ -49,7 +49,8 @@ from typing import Mapping, Sequence
 import fasttext
 import numpy as np
 
-from kernels.topk import cosine_topk
+from curation.stores import VectorStore
+from kernels.topk import TopK, cosine_topk
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,40 @@ NEGATIVE = f"{LABEL_PREFIX}neg"
 
 
 # --------------------------------------------------------------------------- 1. rank scores
+
+@dataclass(frozen=True, eq=False)
+class StoreSample:
+    """The sample as ``rows`` (n,) ascending of a corpus's vector store, searched through the store.
+
+    Every search asks the store for ``k`` plus the rows outside the sample (the contaminated
+    documents, at most) and keeps the sample's, in order: each example's top-``k`` among the
+    sample, exactly for a flat store, at the store's measured recall for IVF or HNSW."""
+
+    store: VectorStore
+    rows: np.ndarray
+
+    def __post_init__(self):
+        rows = np.asarray(self.rows, dtype=np.int64)
+        if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= self.store.meta.n):
+            raise ValueError(f"rows must be ascending store rows in [0, {self.store.meta.n})")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), self.store.meta.dim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def search(self, queries: np.ndarray, k: int) -> TopK:
+        """(q, k) scores and sample indices, -1 where the store found fewer."""
+        position = np.full(self.store.meta.n, -1, dtype=np.int64)
+        position[self.rows] = np.arange(len(self.rows))
+        found = self.store.search(queries, min(self.store.meta.n, k + self.store.meta.n - len(self.rows)))
+        inside = np.where(found.indices >= 0, position[np.maximum(found.indices, 0)], -1)
+        # the sample's results first, in the store's order (a stable sort on "outside")
+        order = np.argsort(inside < 0, axis=1, kind="stable")[:, :k]
+        return TopK(scores=np.take_along_axis(found.scores, order, 1), indices=np.take_along_axis(inside, order, 1))
+
 
 @dataclass(frozen=True)
 class RankScores:
@@ -120,7 +155,8 @@ def rank_scores(doc_embeddings: np.ndarray, target_embeddings: np.ndarray | Mapp
     Parameters
     ----------
     doc_embeddings : (n, d) unit rows, the document sample (a float16 memory map is fine:
-        it is read block by block).
+        it is read block by block), or a :class:`StoreSample` (searched through the corpus's
+        vector store; no embedding is read).
     target_embeddings : (m, d) unit rows, or ``{benchmark name: (m_b, d)}`` for several
         benchmarks at once (every example of every benchmark is its own target).
     k : neighbours searched per example (capped at ``n``). ``None`` (default) chooses it:
@@ -193,12 +229,15 @@ def _best_ranks(docs: np.ndarray, targets: np.ndarray, k: int,
     similarity = np.full(n, -np.inf, dtype=np.float32)
     block = max(1, max_results // k)
     for start in range(0, len(targets), block):
-        found = cosine_topk(targets[start:start + block], docs, k)
+        queries = targets[start:start + block]
+        found = docs.search(queries, k) if isinstance(docs, StoreSample) else cosine_topk(queries, docs, k)
         sims, ids = found.scores, found.indices
         # Rank-major order: the first occurrence of a document is its best rank in this block
-        # (ties between examples go to the first example).
+        # (ties between examples go to the first example); -1 (fewer found) is no document.
         docs_flat = ids.T.ravel()
         docs_here, first = np.unique(docs_flat, return_index=True)
+        if docs_here.size and docs_here[0] < 0:
+            docs_here, first = docs_here[1:], first[1:]
         rank = first // len(ids) + 1
         better = (best_rank[docs_here] == 0) | (rank < best_rank[docs_here])
         docs_here, first, rank = docs_here[better], first[better], rank[better]

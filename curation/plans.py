@@ -202,6 +202,7 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
         "prune": {k: prune.get(k) for k in ("method", "kept", "dropped", "reasons", "eps_curve")},
         "betr": {"holdout_accuracy": selected["train"]["holdout_accuracy"],
                  "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"],
+                 "search": selected["train"]["search"],
                  **{k: selected[k] for k in ("kept", "token_fraction", "kept_tokens", "total_tokens")}},
         "ot": ctx.output("ot")["pool_ot"],
         "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "provenance", "at_bound", "backtest")}},

@@ -23,7 +23,7 @@ from curation.steps import Context, DatasetRef
 from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE, contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_embeddings_at
 from curation.storage import Keys
-from curation.stores import META_FILE, build_store
+from curation.stores import META_FILE, build_store, open_store
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,21 @@ def prune_unit(ctx: Context, index: int, params: PruneParams) -> dict:
                             {"method": params.method, **result.summary})}
 
 
+def _ranked_sample(ctx: Context, params: BetrParams, sample: np.ndarray):
+    """What BETR ranks, and how it is searched: the corpus's vector store (an ``index`` stage or job built
+    it for this embedder) when the sample is every clean document, else exact search over the sample's
+    embeddings (a store's rows are the whole corpus; a subset of them is not what it indexes)."""
+    store = open_store(ctx.storage, Keys.vector_store(params.corpus.id, embedder_key(ctx.embedder(params.embedder))))
+    if store is not None and store.meta.n == params.corpus.documents and len(sample) == int(_clean(ctx, params).sum()):
+        meta = store.meta
+        return betr.StoreSample(store, sample), {"kind": meta.kind, "recall_at_10": meta.recall_at_10,
+                                                 "reason": "the sample is every clean document: the corpus's store"}
+    reason = ("no vector store for this embedder" if store is None else
+              "the sample is a subset of the corpus: exact search over its embeddings")
+    return dataset_embeddings_at(ctx, params.corpus, params.embedder, sample), {"kind": "exact", "recall_at_10": 1.0,
+                                                                                 "reason": reason}
+
+
 def betr_train(ctx: Context, index: int, params: BetrParams) -> dict:
     """Rank a seeded sample against every benchmark example (S_j = max_i 1/r_ij), label its top
     ``top_fraction``, train the fastText classifier; writes the classifier."""
@@ -159,8 +174,8 @@ def betr_train(ctx: Context, index: int, params: BetrParams) -> dict:
     names = [b.name for b in benchmarks]
     targets = {b.name + (f" ({b.id})" if names.count(b.name) > 1 else ""): dataset_embeddings(ctx, b, params.embedder)
                for b in benchmarks}
-    ranking = betr.rank_scores(dataset_embeddings_at(ctx, corpus, params.embedder, sample), targets,
-                               equal_per_benchmark=params.equal_per_benchmark, seed=params.seed)
+    ranked, search = _ranked_sample(ctx, params, sample)
+    ranking = betr.rank_scores(ranked, targets, equal_per_benchmark=params.equal_per_benchmark, seed=params.seed)
     labelled = betr.label_sample(ranking, top_fraction=params.top_fraction, seed=params.seed)
     texts = dataset_column_at(ctx, corpus, "text", sample)
     trained = betr.train_classifier([texts[i] for i in labelled.indices], labelled.labels, seed=params.seed)
@@ -168,8 +183,8 @@ def betr_train(ctx: Context, index: int, params: BetrParams) -> dict:
         trained.classifier.save(path)
     return {"sample_size": int(len(sample)), "positives": int(len(labelled.positive)),
             "negatives": int(len(labelled.negative)), "examples": int(len(ranking.target_benchmark)),
-            "k": int(ranking.k), "holdout_accuracy": trained.holdout_accuracy, "epochs": trained.epoch,
-            "lr": trained.lr}
+            "k": int(ranking.k), "search": search, "holdout_accuracy": trained.holdout_accuracy,
+            "epochs": trained.epoch, "lr": trained.lr}
 
 
 def _raw_key(ctx: Context, index: int) -> str:

@@ -134,6 +134,7 @@ def test_curate_runs_the_whole_pipeline_in_one_job(client_a, corpus, dispatched)
     result = job.result
     assert result["stages"]["prune"]["reasons"]["duplicate"] >= 10
     assert result["stages"]["index"]["kind"] == "flat"
+    assert result["stages"]["betr"]["search"]["kind"] == "flat", "BETR ranks through the store the index stage built"
     policy = result["budget_policy"]
     assert policy["budget_samples"] == 200 and policy["prune"]["keep"] is None, "semdedup: no keep policy"
     assert "whatever the budget" in policy["prune"]["reason"] and policy["betr"]["reason"]

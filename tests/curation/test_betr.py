@@ -7,7 +7,7 @@ import gc
 import numpy as np
 import pytest
 
-from curation.betr import (POSITIVE, BetrClassifier, count_tokens, label_sample, optimal_token_fraction, rank_scores,
+from curation.betr import (POSITIVE, BetrClassifier, StoreSample, count_tokens, label_sample, optimal_token_fraction, rank_scores,
                            select_tokens, train_classifier)
 from tests.shared import cached_embeddings, load_jsonl, shared_path
 
@@ -236,3 +236,30 @@ def test_betr_on_ag_news_selects_the_benchmark_topic(ag_news, benchmark, categor
     assert by_classifier >= classifier_floor
     assert on_unseen >= classifier_floor - 0.05
     assert trained.holdout_accuracy > 0.55
+
+
+def test_ranking_through_a_vector_store_matches_exact_ranking(tmp_path):
+    """A sample searched through a corpus's store (StoreSample) ranks as exact search over its embeddings:
+    identically through a flat store (rows outside the sample skipped), and keeping >= 95% of the top 10%
+    through an IVF-SQ8 store."""
+    from curation.stores import build_store
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 64))
+    x = centres[rng.integers(0, 40, 6000)] + 0.6 * rng.normal(size=(6000, 64))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    np.save(tmp_path / "shard-0.npy", x[:3000])
+    np.save(tmp_path / "shard-1.npy", x[3000:])
+    targets = x[rng.integers(0, 6000, 30)].astype(np.float32) + 0.05
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    sample = np.sort(rng.choice(6000, 5900, replace=False))  # 100 rows left out, as contaminated ones are
+    exact = rank_scores(x[sample].astype(np.float32), targets)
+    paths = [tmp_path / "shard-0.npy", tmp_path / "shard-1.npy"]
+    flat = build_store(paths, tmp_path / "flat", kind="flat")
+    through = rank_scores(StoreSample(flat, sample), targets)
+    assert np.array_equal(np.argsort(-through.scores, kind="stable")[:590],
+                          np.argsort(-exact.scores, kind="stable")[:590])
+    ivf = build_store(paths, tmp_path / "ivf", kind="ivf_sq8", nlist=64)
+    approximate = rank_scores(StoreSample(ivf, sample), targets)
+    top = set(exact.top(0.1).tolist())
+    assert len(set(approximate.top(0.1).tolist()) & top) >= 0.95 * len(top)
