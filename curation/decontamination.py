@@ -12,8 +12,8 @@ Two detectors, each run one corpus shard at a time against every benchmark:
   :data:`MIN_WORDS` (8) words: GPT-3 (Brown et al. 2020, appendix C) bounds the n-gram
   length below by 8 because shorter spans match ordinary text; shorter examples are counted
   (``too_short``) and left to the semantic pass. Hashes are 64-bit polynomial hashes of the
-  word hashes, computed for a whole shard at once with numpy; every hit is then checked word
-  by word, so a hash collision can never flag a document.
+  words' byte hashes, computed for a whole shard at once with numpy (no Python object per
+  word); every hit is then checked word by word, so a hash collision can never flag a document.
 - **semantic near-duplicates**: a document whose embedding has cosine similarity at least
   ``semantic`` (0.9 by default) with a benchmark example's. Exact: each document's nearest
   example by :func:`kernels.topk.cosine_topk` over the shard's embeddings
@@ -78,9 +78,54 @@ class NgramMatch:
     span: str
 
 
-def _word_hashes(words: Sequence[str]) -> np.ndarray:
-    """(len(words),) uint64 hashes (Python's string hash: stable within a process, which is all a scan needs)."""
-    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+#: Byte positions within a word that its hash weighs apart (a longer word's bytes repeat the weights).
+_WORD_BYTES = 64
+_BYTE_WEIGHTS = np.array([pow(_PRIME, j, 1 << 64) for j in range(_WORD_BYTES)], dtype=np.uint64)
+_SPACE = ord(" ")
+
+
+#: ASCII bytes to their normalised form in one table: letters lower-cased, digits kept, the rest spaces.
+_ASCII_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+
+
+def _normalised_bytes(text: str) -> bytes:
+    """``text``'s words (:func:`normalise_words`) in UTF-8, separated by spaces (ASCII: runs of spaces)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_BYTES)
+    return " ".join(normalise_words(text)).encode("utf-8")
+
+
+def _text_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes (W,) uint64, words per text (len(texts),))`` of the words of every text, in order,
+    without a Python object per word: the texts' normalised forms are joined into one UTF-8 buffer,
+    a word is a run of bytes other than the space, and its hash is :math:`\sum_j b_j P^{j \bmod 64}`
+    over its bytes, then mixed (splitmix64's finaliser) so that its top bits are uniform."""
+    normalised = [_normalised_bytes(t) for t in texts]
+    sizes = np.fromiter(map(len, normalised), dtype=np.int64, count=len(normalised))
+    buffer = np.frombuffer(b" ".join(normalised) + b" ", dtype=np.uint8)
+    inside = buffer != _SPACE
+    letters = np.flatnonzero(inside)  # byte positions inside words
+    if not len(letters):
+        return np.zeros(0, dtype=np.uint64), np.zeros(len(texts), dtype=np.int64)
+    first = inside.copy()
+    first[1:] &= ~inside[:-1]  # a word starts where the previous byte was a space
+    starts = np.flatnonzero(first[letters])  # into letters
+    del inside, first
+    # each byte's position within its word, modulo 64 (uint8: a shard's buffer stays small)
+    offset = (np.arange(len(letters), dtype=np.int64)
+              - np.repeat(starts, np.diff(np.append(starts, len(letters))))).astype(np.uint8) % _WORD_BYTES
+    values = buffer[letters].astype(np.uint64)
+    values *= _BYTE_WEIGHTS[offset]
+    del offset
+    hashes = np.add.reduceat(values, starts)
+    hashes ^= hashes >> np.uint64(30)
+    hashes *= np.uint64(0xBF58476D1CE4E5B9)
+    hashes ^= hashes >> np.uint64(27)
+    hashes *= np.uint64(0x94D049BB133111EB)
+    hashes ^= hashes >> np.uint64(31)
+    # texts are joined with one space: text i starts after the earlier texts' bytes and i spaces
+    text_starts = np.concatenate([[0], np.cumsum(sizes[:-1] + 1)])
+    return hashes, np.diff(np.searchsorted(letters[starts], np.append(text_starts, len(buffer))))
 
 
 def _gram_hashes(hashes: np.ndarray, lengths: Iterable[int]) -> dict[int, np.ndarray]:
@@ -122,14 +167,15 @@ class NgramIndex:
         if n < 1 or min_words < 1:
             raise ValueError(f"n and min_words must be >= 1; got n={n}, min_words={min_words}")
         words = [normalise_words(t) for t in texts]
+        word_hashes, counts = _text_word_hashes(texts)
         grams: dict[int, tuple[list, list]] = {}
         too_short = 0
-        for item, item_words in enumerate(words):
-            length = min(n, len(item_words))
+        for item, item_hashes in enumerate(np.split(word_hashes, np.cumsum(counts)[:-1]) if len(texts) else []):
+            length = min(n, len(item_hashes))
             if length < min(n, min_words):
                 too_short += 1
                 continue
-            hashes = _gram_hashes(_word_hashes(item_words), [length])[length]
+            hashes = _gram_hashes(item_hashes, [length])[length]
             found = grams.setdefault(length, ([], []))
             found[0].append(hashes)
             found[1].append(np.full(len(hashes), item, dtype=np.int64))
@@ -150,14 +196,13 @@ class NgramIndex:
 
     def find(self, documents: Sequence[str]) -> list[NgramMatch]:
         """The first match of every contaminated document of ``documents`` (in document order);
-        the whole batch is hashed at once."""
-        doc_words = [normalise_words(d) for d in documents]
-        sizes = np.fromiter((len(w) for w in doc_words), dtype=np.int64, count=len(doc_words))
+        the whole batch is hashed at once (:func:`_text_word_hashes`); only documents with a hit are split
+        into words, to check it."""
+        word_hashes, sizes = _text_word_hashes(documents)
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        flat = [w for words in doc_words for w in words]
-        owner = np.repeat(np.arange(len(doc_words)), sizes)
+        owner = np.repeat(np.arange(len(documents)), sizes)
         candidates: dict[int, list[tuple[int, int, int]]] = {}  # document -> [(start in doc, length, item)]
-        for length, grams in _gram_hashes(_word_hashes(flat), self._lengths).items():
+        for length, grams in _gram_hashes(word_hashes, self._lengths).items():
             table, items, present = self._lengths[length]
             bits = len(present).bit_length() - 1
             maybe = np.flatnonzero(present[grams >> np.uint64(64 - bits)])
@@ -172,7 +217,7 @@ class NgramIndex:
                     first += 1
         matches = []
         for document in sorted(candidates):
-            words = doc_words[document]
+            words = normalise_words(documents[document])
             for start, length, item in sorted(candidates[document]):
                 span = words[start:start + length]
                 if self._contains(item, span):
