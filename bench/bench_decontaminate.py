@@ -49,14 +49,13 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
-from harness import Run, interleave, measure, rss_mb, shared_data_dir  # bench/harness.py, beside this script
+from harness import Run, interleave, measure, rss_mb, sizes_in_fresh_processes, shared_data_dir  # bench/harness.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 13
@@ -236,13 +235,6 @@ def _child(n: int, args: argparse.Namespace) -> dict:
     }
 
 
-def run_child(n: int, argv: list[str]) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(n)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"child for n={n} failed ({done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 # --------------------------------------------------------------------------- main
 
@@ -280,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
           f"n = {N}. Every BLAS / OpenMP pool limited to 1 thread in the measuring processes.", flush=True)
     passed = list(argv if argv is not None else sys.argv[1:])
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    started = time.perf_counter()
-    results = []
-    for n in sizes:
-        print(f"n = {n:,}: running in a fresh process", file=sys.stderr, flush=True)
-        results.append(run_child(n, passed))
-    total = time.perf_counter() - started
+    results, total = sizes_in_fresh_processes(__file__, sizes, passed)
 
     print("\n| documents | method | documents timed | time (s) | documents/s | documents/s per core | CPU/wall "
           "| peak RSS (MiB) | Δ RSS (MiB) | datatrove / ours time per document |")

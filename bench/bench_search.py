@@ -49,12 +49,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import Run, interleave, rss_mb  # bench/harness.py (run as a script: bench/ is on sys.path)
+from harness import Run, interleave, rss_mb, sizes_in_fresh_processes  # bench/harness.py (run as a script: bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -206,13 +205,6 @@ def _child(n: int, args: argparse.Namespace) -> dict:
     return results
 
 
-def run_child(n: int, argv: list[str]) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(n)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"child for n={n} failed ({done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 # --------------------------------------------------------------------------- main
 
@@ -256,12 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"scikit-learn {sklearn.__version__}")
     print(f"Every pool is limited to {args.threads} thread(s) in the measuring processes.", flush=True)
     passed = list(argv if argv is not None else sys.argv[1:])
-    started = time.perf_counter()
-    results = []
-    for n in sizes:
-        print(f"n = {n:,}: running in a fresh process", file=sys.stderr, flush=True)
-        results.append(run_child(n, passed))
-    total = time.perf_counter() - started
+    results, total = sizes_in_fresh_processes(__file__, sizes, passed)
 
     print("\n| task | n | method | time (s) | docs/s | peak RSS (MiB) | Δ RSS (MiB) | speed-up of ours vs this | quality |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")

@@ -40,14 +40,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_search import mixture  # bench/bench_search.py, beside this script: the same synthetic embeddings
-from harness import Run, interleave, measure, rss_mb
+from harness import Run, interleave, measure, rss_mb, sizes_in_fresh_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM, K = 384, 10
@@ -144,13 +143,6 @@ def _child(n: int, args: argparse.Namespace) -> dict:
             "methods": out, "load": run.finish()}
 
 
-def run_child(n: int, argv: list[str]) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", str(n)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"child for n={n} failed ({done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 LABELS = {"store.search": "ours: `VectorStore.search` (IVF-SQ8)",
           "nearest_documents": "ours: `nearest_documents` (IVF-SQ8)",
@@ -180,12 +172,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     passed = list(argv if argv is not None else sys.argv[1:])
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    started = time.perf_counter()
-    results = []
-    for n in sizes:
-        print(f"n = {n:,}: running in a fresh process", file=sys.stderr, flush=True)
-        results.append(run_child(n, passed))
-    total = time.perf_counter() - started
+    results, total = sizes_in_fresh_processes(__file__, sizes, passed)
 
     print("\n| vectors | build (s) | CPU/wall | build Δ RSS (MiB) | nlist | nprobe | store's recall@10 (meta) "
           "| recall curve (nprobe: recall) |")

@@ -18,9 +18,12 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,3 +205,22 @@ def interleave(methods: dict[str, Callable[[], Any]], *, rounds: int, run: Run |
             log(f"round {round_ + 1}/{rounds}: " + ", ".join(f"{n} {comparison.runs[n][-1].seconds:.3f} s"
                                                              for n in names) + f"; load {comparison.loads[-1]:.2f}")
     return comparison
+
+
+def run_child(script: str, args: list[str]) -> dict:
+    """Run ``script`` with ``args`` in a fresh Python process (its stderr shown as it runs); its result is
+    the JSON object on the last line of its stdout."""
+    done = subprocess.run([sys.executable, str(Path(script).resolve()), *args], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(script).name} {' '.join(args)} failed ({done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sizes_in_fresh_processes(script: str, sizes: list[int], argv: list[str]) -> tuple[list[dict], float]:
+    """``run_child(script, argv + ["--child", n])`` for every size ``n``: the results and the seconds they took."""
+    started = time.perf_counter()
+    results = []
+    for n in sizes:
+        print(f"n = {n:,}: running in a fresh process", file=sys.stderr, flush=True)
+        results.append(run_child(script, [*argv, "--child", str(n)]))
+    return results, time.perf_counter() - started

@@ -80,6 +80,11 @@ class Keys:
         return key("datasets", dataset_id, "store", embedder_key)
 
     @staticmethod
+    def vector_stores(dataset_id: object) -> str:
+        """The folder of a dataset's stores, one per embedder."""
+        return key("datasets", dataset_id, "store")
+
+    @staticmethod
     def ot_cache(dataset_id: object, digest: str) -> str:
         return key("datasets", dataset_id, "ot-cache", f"{digest}.json")
 

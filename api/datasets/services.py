@@ -206,8 +206,10 @@ def corpus_search(*, tenant: Tenant, corpus: Dataset, embedder: str, spec: str, 
     recall@10. A benchmark's examples use their stored embeddings, or are embedded here. ``embedder``
     is the name the tenant gave, ``spec`` what it loads (:func:`api.jobs.kinds.embed.embedder_spec`)."""
     store_files = tenant_storage(tenant.pk)
-    model = get_embedder(spec)
-    store = open_store(store_files, Keys.vector_store(corpus.pk, embedder_key(model)))
+    # no store at all: say so before loading a model
+    stores = store_files.list(Keys.vector_stores(corpus.pk))
+    model = get_embedder(spec) if stores else None
+    store = open_store(store_files, Keys.vector_store(corpus.pk, embedder_key(model))) if model else None
     if store is None:
         raise ApplicationError("no_index", f"corpus {corpus.pk} has no vector store for the {embedder} embedder; run "
                                f"an index job ({{\"kind\": \"index\", \"params\": {{\"corpus\": \"{corpus.pk}\", "

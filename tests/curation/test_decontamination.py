@@ -153,6 +153,7 @@ def embedded(planted):
             embedder.encode(verbatim + edited))
 
 
+@pytest.mark.real_embeddings("corpora/bbc_news.jsonl", "benchmarks/gsm8k_test.jsonl")
 def test_semantic_pass_finds_the_edited_plants_exactly_and_through_the_store(planted, embedded, tmp_path):
     bbc, gsm, _, _, items = planted
     clean, targets, plants = embedded
