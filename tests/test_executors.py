@@ -82,7 +82,7 @@ def test_the_local_executor_resumes_after_sigkill_without_redoing_finished_units
     corpus = write_jsonl(demo_corpus(900, seed=3), tmp_path / "corpus.jsonl")
     bench = write_jsonl(demo_benchmark(40), tmp_path / "bench.jsonl")
     args = ["curate", "--corpus", str(corpus), "--benchmark", str(bench), "--budget", "300", "--embedder", "hashing",
-            "--shard-size", "100", "--eps", "0.05"]
+            "--shard-size", "100", "--eps", "0.05", "--no-quality-pools"]  # few pools: a fast fit, the same units
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert main(args + ["--out", str(clean)]) == 0
     total = int(capsys.readouterr().out.split("Units run: ")[1].split()[0])
