@@ -128,7 +128,7 @@ def curate_files(args) -> str:
     ingest_started = time.perf_counter()
     mapping = FieldMapping(text_field=args.text_field, id_field=args.id_field, source_field=args.source_field)
     corpus = _ingest(storage, args.corpus, "corpus", "corpus", mapping, args.shard_size)
-    budget_in_samples(args.budget, args.budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+    budget_in_samples(args.budget, args.budget_unit, tokens_per_sample=corpus.tokens_per_sample,
                       parameters=args.model_parameters)
     benchmarks = tuple(_ingest(storage, path, f"benchmark-{i}", "benchmark", FieldMapping(text_field=args.text_field),
                                args.shard_size) for i, path in enumerate(args.benchmark))

@@ -58,20 +58,22 @@ def expanded_rows(repeats: np.ndarray, positions: np.ndarray) -> tuple[np.ndarra
     return entry, positions - (ends[entry] - repeats[entry])
 
 
-def write_dataset(storage: Storage, prefix: str, *, manifest: pa.Table, positions: np.ndarray,
+def write_dataset(storage: Storage, prefix: str, *, selection: Mapping[str, np.ndarray], ids: Sequence[str],
                   read_rows: Callable[[np.ndarray], Mapping[str, Sequence]], seed: int, about: Mapping,
                   rows_per_shard: int = ROWS_PER_SHARD) -> dict:
     """Write the shards and ``dataset.json`` under ``prefix``; returns ``dataset.json``'s content.
 
-    ``manifest``: the manifest table (``id, pool, repeats``); ``positions`` (m,) each manifest
-    entry's document position in the corpus; ``read_rows(sorted positions)`` returns the
-    ``text`` and ``source`` columns of those documents; ``about`` goes into ``dataset.json``.
+    ``selection``: the manifest's entries as :func:`curation.manifest.select_documents` gives them
+    (``position`` (m,) in the corpus, ``pool``, ``repeats``); ``ids``: the corpus's document ids;
+    ``read_rows(sorted positions)`` returns the ``text`` and ``source`` columns of those documents;
+    ``about`` goes into ``dataset.json``.
     """
     if rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be >= 1; got {rows_per_shard}")
-    repeats = manifest.column("repeats").to_numpy().astype(np.int64)
-    ids = np.asarray(manifest.column("id").to_pylist(), dtype=object)
-    pools = np.asarray(manifest.column("pool").to_pylist(), dtype=object)
+    positions = np.asarray(selection["position"], dtype=np.int64)
+    repeats = np.asarray(selection["repeats"], dtype=np.int64)
+    pools = np.asarray(selection["pool"], dtype=object)
+    entry_ids = np.asarray([ids[i] for i in positions], dtype=object)
     total = int(repeats.sum())
     a, b = affine_permutation(total, seed)
     shards = []
@@ -93,14 +95,14 @@ def write_dataset(storage: Storage, prefix: str, *, manifest: pa.Table, position
         at = np.searchsorted(wanted, positions[entry])
         texts = np.asarray(columns["text"], dtype=object)[at]
         sources = np.asarray(columns["source"], dtype=object)[at]
-        table = pa.table({"id": pa.array(ids[entry].tolist(), pa.string()), "text": pa.array(texts.tolist(), pa.string()),
+        table = pa.table({"id": pa.array(entry_ids[entry].tolist(), pa.string()), "text": pa.array(texts.tolist(), pa.string()),
                           "source": pa.array(sources.tolist(), pa.string()),
                           "pool": pa.array(pools[entry].tolist(), pa.string()),
                           "repeat_index": pa.array(repeat_index, pa.int64())}, schema=SCHEMA)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         storage.write_bytes(name, buffer.getvalue())
-    content = {**about, "rows": total, "unique_documents": int(len(ids)), "seed": seed,
+    content = {**about, "rows": total, "unique_documents": int(len(entry_ids)), "seed": seed,
                "rows_per_shard": rows_per_shard, "shards": shards, "columns": SCHEMA.names,
                "shuffle": "affine permutation (a p + b) mod rows, then a seeded shuffle within each shard"}
     storage.write_bytes(f"{prefix}/dataset.json", json.dumps(content, indent=1).encode())

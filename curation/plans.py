@@ -140,13 +140,9 @@ class CurateParams:
     dataset: bool = True
 
     @property
-    def tokens_per_sample(self) -> float:
-        return self.corpus.tokens / max(self.corpus.documents, 1)
-
-    @property
     def budget_samples(self) -> float:
         """The budget in documents seen (:func:`curation.laws.budget_in_samples`)."""
-        return budget_in_samples(self.budget, self.budget_unit, tokens_per_sample=self.tokens_per_sample,
+        return budget_in_samples(self.budget, self.budget_unit, tokens_per_sample=self.corpus.tokens_per_sample,
                                  parameters=self.model_parameters)
 
     def index(self) -> IndexParams:
@@ -161,7 +157,7 @@ class CurateParams:
         return BetrParams(self.corpus, self.benchmarks, self.embedder, sample_size=self.sample_size,
                           keep_fraction=self.betr_keep_fraction, seed=self.seed,
                           decontaminated=self.contamination.enabled,
-                          budget_tokens=self.budget_samples * self.tokens_per_sample,
+                          budget_tokens=self.budget_samples * self.corpus.tokens_per_sample,
                           flops=self.budget if self.budget_unit == "flops" else None,
                           parameters=self.model_parameters)
 
@@ -217,6 +213,7 @@ def budget_policy(params: CurateParams, prune: dict, selected: dict) -> dict:
                                      "reason": f"{params.prune_method} drops near-duplicates whatever the budget; "
                                                "prune_method prototypes or d4 keep the hard or the easy documents "
                                                "by the budget"}
-    return {"budget_samples": params.budget_samples, "budget_tokens": params.budget_samples * params.tokens_per_sample,
+    return {"budget_samples": params.budget_samples,
+            "budget_tokens": params.budget_samples * params.corpus.tokens_per_sample,
             "prune": policy, "betr": {"token_fraction": selected["token_fraction"],
                                       "reason": selected["fraction_reason"]}}

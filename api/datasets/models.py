@@ -31,6 +31,11 @@ class Dataset(TenantOwned):
     class Meta:
         indexes = [models.Index(fields=["tenant", "kind", "-created_at"])]
 
+    @property
+    def tokens_per_sample(self) -> float:
+        """Tokens per document (0 for an empty dataset): what converts a budget in tokens to samples."""
+        return self.tokens / max(self.documents, 1)
+
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
 

@@ -51,7 +51,7 @@ def pilot_design_create(*, tenant: Tenant, corpus_id, runs: int = 16, sizes: lis
     if not pools:
         raise ApplicationError("empty_corpus", "the corpus has no documents to design pilot runs for",
                                field="corpus")
-    per_sample = corpus.tokens / max(corpus.documents, 1)
+    per_sample = corpus.tokens_per_sample
     try:
         design = pilot_design(pools, runs=runs, sizes=sizes, seed=seed)
     except ValueError as exc:
@@ -80,7 +80,7 @@ def pilot_next_runs_create(*, tenant: Tenant, model_id, runs: int = 8, sizes: li
     except ValueError as exc:
         raise ApplicationError("invalid_pilot_design", str(exc), field="sizes") from None
     corpus = model.corpus
-    per_sample = corpus.tokens / max(corpus.documents, 1)
+    per_sample = corpus.tokens_per_sample
     return {"corpus": str(corpus.pk), "performance_model": str(model.pk),
             "pools": dict(zip(law.names, (int(u) for u in law.unique))), "tokens_per_sample": per_sample,
             "runs": [run | {"tokens": run["size"] * per_sample} for run in rows],
@@ -119,7 +119,7 @@ def prediction_create(*, tenant: Tenant, model_id, mixture: dict, budget: float,
     law = performance_model_law(model)
     corpus = model.corpus
     samples = _request_checked("budget", budget_in_samples, budget, budget_unit,
-                               tokens_per_sample=corpus.tokens / max(corpus.documents, 1), parameters=model_parameters)
+                               tokens_per_sample=corpus.tokens_per_sample, parameters=model_parameters)
     weights = _request_checked("mixture", validate_mixture, mixture, set(law.names))
     # Budget and mixture are valid here; what predict can still reject is the budget in samples (overflow).
     prediction = _request_checked("budget", law.predict, weights, samples, level=level)

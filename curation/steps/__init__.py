@@ -38,6 +38,11 @@ class DatasetRef:
     def shard_count(self) -> int:
         return len(self.shard_documents)
 
+    @property
+    def tokens_per_sample(self) -> float:
+        """Tokens per document (0 for an empty dataset): what converts a budget in tokens to samples."""
+        return self.tokens / max(self.documents, 1)
+
 
 @dataclass(frozen=True)
 class ScoreRef:

@@ -217,7 +217,7 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
     law = restore_law(stored.kind, {"parameters": stored.parameters, "pools": stored.pools,
                                     "provenance": stored.provenance})
     corpus = stored.corpus
-    budget = budget_in_samples(params.budget, params.budget_unit, tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+    budget = budget_in_samples(params.budget, params.budget_unit, tokens_per_sample=corpus.tokens_per_sample,
                                parameters=params.model_parameters)
     allocation = law.optimize(budget)
     prediction = law.predict(dict(zip(allocation.pools, allocation.weights)), budget, level=BAND_LEVEL)
@@ -225,8 +225,8 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
     pools, quality = pool_inputs(ctx, corpus, stored.pool_spec)
     selection = select_documents(pools, allocation, quality=quality, seed=params.seed)
     identifier = mixture_id(ctx.run_id)
-    documents = write_manifest(ctx.storage, Keys.manifest(identifier), ids=dataset_column(ctx, corpus, "id"),
-                               selection=selection)
+    ids = dataset_column(ctx, corpus, "id")
+    documents = write_manifest(ctx.storage, Keys.manifest(identifier), ids=ids, selection=selection)
     rows = [row for row in allocation.as_rows(law.unique.astype(int)) if row["weight"] > 0]
     predicted = {"metric": stored.metric, "unit": metric_unit(stored.metric),
                  "higher_is_better": stored.higher_is_better, "value": prediction.value,
@@ -239,16 +239,14 @@ def optimise_mixture(ctx: Context, index: int, params: MixtureParams) -> dict:
               "weights": {row["pool"]: row["weight"] for row in rows}, "predicted": predicted, "frontier": frontier,
               "documents": documents}
     if params.dataset:
-        result["dataset"] = _training_dataset(ctx, params, corpus, identifier, result)
+        result["dataset"] = _training_dataset(ctx, params, corpus, identifier, result, selection=selection, ids=ids)
     return result
 
 
-def _training_dataset(ctx: Context, params: MixtureParams, corpus: DatasetRef, identifier, result: dict) -> dict:
-    """Write the mixture's training-ready dataset; its ``dataset.json`` without the per-shard rows."""
-    ids = dataset_column(ctx, corpus, "id")
-    position = {document: i for i, document in enumerate(ids)}
-    manifest = pq.read_table(ctx.storage.local_path(Keys.manifest(identifier)))
-    positions = np.array([position[document] for document in manifest.column("id").to_pylist()], dtype=np.int64)
+def _training_dataset(ctx: Context, params: MixtureParams, corpus: DatasetRef, identifier, result: dict, *,
+                      selection: dict, ids: list) -> dict:
+    """Write the mixture's training-ready dataset of the manifest's ``selection``; its ``dataset.json``
+    without the per-shard rows."""
     contamination = None
     if params.contamination_stage:
         found = ctx.output(params.contamination_stage)["contamination"]
@@ -262,7 +260,7 @@ def _training_dataset(ctx: Context, params: MixtureParams, corpus: DatasetRef, i
     def read_rows(wanted: np.ndarray) -> dict:
         return {column: dataset_column_at(ctx, corpus, column, wanted) for column in ("text", "source")}
 
-    content = write_dataset(ctx.storage, Keys.training_dataset(identifier), manifest=manifest, positions=positions,
+    content = write_dataset(ctx.storage, Keys.training_dataset(identifier), selection=selection, ids=ids,
                             read_rows=read_rows, seed=params.seed, about=about)
     return {k: content[k] for k in ("rows", "unique_documents", "seed", "rows_per_shard")} | {
         "shards": len(content["shards"])}

@@ -3,7 +3,6 @@ HF ``datasets`` and datatrove unchanged."""
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,18 +19,18 @@ def bbc():
 def _write(tmp_path, documents, seed: int, folder: str = "dataset", rows_per_shard: int = 250):
     """300 BBC documents, a manifest pooling them by topic with 1-4 repeats each."""
     repeats = np.arange(len(documents)) % 4 + 1
-    manifest = pa.table({"id": [d["id"] for d in documents], "pool": [d["source"] for d in documents],
-                         "repeats": pa.array(repeats, pa.int64())})
+    selection = {"position": np.arange(len(documents)), "pool": np.array([d["source"] for d in documents], dtype=object),
+                 "repeats": repeats}
+    ids = [d["id"] for d in documents]
     storage = LocalStorage(tmp_path)
 
     def read_rows(wanted):
         assert np.all(np.diff(wanted) > 0), "ascending, each document once"
         return {"text": [documents[i]["text"] for i in wanted], "source": [documents[i]["source"] for i in wanted]}
 
-    content = write_dataset(storage, folder, manifest=manifest, positions=np.arange(len(documents)),
-                            read_rows=read_rows, seed=seed, about={"budget": int(repeats.sum())},
-                            rows_per_shard=rows_per_shard)
-    return content, sorted((tmp_path / folder).glob("*.parquet")), dict(zip(manifest.column("id").to_pylist(), repeats))
+    content = write_dataset(storage, folder, selection=selection, ids=ids, read_rows=read_rows, seed=seed,
+                            about={"budget": int(repeats.sum())}, rows_per_shard=rows_per_shard)
+    return content, sorted((tmp_path / folder).glob("*.parquet")), dict(zip(ids, repeats))
 
 
 def test_rows_repeats_and_a_seeded_shuffle(tmp_path, bbc):

@@ -82,7 +82,7 @@ def check_budget_in_samples(corpus: Dataset, data: dict) -> None:
     tokens or flops converts to samples at the corpus's tokens per sample, as the mixture stage does),
     so that it fails at creation, not after the whole pipeline has run."""
     try:
-        budget_in_samples(data["budget"], data["budget_unit"], tokens_per_sample=corpus.tokens / max(corpus.documents, 1),
+        budget_in_samples(data["budget"], data["budget_unit"], tokens_per_sample=corpus.tokens_per_sample,
                           parameters=data.get("model_parameters"))
     except ValueError as exc:
         raise validation_error({"budget": str(exc)}) from None
