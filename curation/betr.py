@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import math
@@ -84,12 +85,17 @@ class StoreSample:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def search(self, queries: np.ndarray, k: int) -> TopK:
-        """(q, k) scores and sample indices, -1 where the store found fewer."""
+    @functools.cached_property
+    def _position(self) -> np.ndarray:
+        """(store rows,) each row's index in the sample, -1 outside it (built once, on the first search)."""
         position = np.full(self.store.meta.n, -1, dtype=np.int64)
         position[self.rows] = np.arange(len(self.rows))
+        return position
+
+    def search(self, queries: np.ndarray, k: int) -> TopK:
+        """(q, k) scores and sample indices, -1 where the store found fewer."""
         found = self.store.search(queries, min(self.store.meta.n, k + self.store.meta.n - len(self.rows)))
-        inside = np.where(found.indices >= 0, position[np.maximum(found.indices, 0)], -1)
+        inside = np.where(found.indices >= 0, self._position[np.maximum(found.indices, 0)], -1)
         # the sample's results first, in the store's order (a stable sort on "outside")
         order = np.argsort(inside < 0, axis=1, kind="stable")[:, :k]
         return TopK(scores=np.take_along_axis(found.scores, order, 1), indices=np.take_along_axis(inside, order, 1))

@@ -150,12 +150,12 @@ def prune_unit(ctx: Context, index: int, params: PruneParams) -> dict:
                             {"method": params.method, **result.summary})}
 
 
-def _ranked_sample(ctx: Context, params: BetrParams, sample: np.ndarray):
+def _ranked_sample(ctx: Context, params: BetrParams, sample: np.ndarray, clean: int):
     """What BETR ranks, and how it is searched: the corpus's vector store (an ``index`` stage or job built
-    it for this embedder) when the sample is every clean document, else exact search over the sample's
-    embeddings (a store's rows are the whole corpus; a subset of them is not what it indexes)."""
+    it for this embedder) when the sample is every one of the ``clean`` documents, else exact search over
+    the sample's embeddings (a store's rows are the whole corpus; a subset of them is not what it indexes)."""
     store = open_store(ctx.storage, Keys.vector_store(params.corpus.id, embedder_key(ctx.embedder(params.embedder))))
-    if store is not None and store.meta.n == params.corpus.documents and len(sample) == int(_clean(ctx, params).sum()):
+    if store is not None and store.meta.n == params.corpus.documents and len(sample) == clean:
         meta = store.meta
         return betr.StoreSample(store, sample), {"kind": meta.kind, "recall_at_10": meta.recall_at_10,
                                                  "reason": "the sample is every clean document: the corpus's store"}
@@ -170,11 +170,12 @@ def betr_train(ctx: Context, index: int, params: BetrParams) -> dict:
     ``top_fraction``, train the fastText classifier; writes the classifier."""
     corpus, benchmarks = params.corpus, params.benchmarks
     rng = np.random.default_rng(params.seed)
-    sample = np.sort(rng.permutation(np.flatnonzero(_clean(ctx, params)))[: params.sample_size])
+    clean = np.flatnonzero(_clean(ctx, params))
+    sample = np.sort(rng.permutation(clean)[: params.sample_size])
     names = [b.name for b in benchmarks]
     targets = {b.name + (f" ({b.id})" if names.count(b.name) > 1 else ""): dataset_embeddings(ctx, b, params.embedder)
                for b in benchmarks}
-    ranked, search = _ranked_sample(ctx, params, sample)
+    ranked, search = _ranked_sample(ctx, params, sample, len(clean))
     ranking = betr.rank_scores(ranked, targets, equal_per_benchmark=params.equal_per_benchmark, seed=params.seed)
     labelled = betr.label_sample(ranking, top_fraction=params.top_fraction, seed=params.seed)
     texts = dataset_column_at(ctx, corpus, "text", sample)
