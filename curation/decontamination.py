@@ -45,7 +45,8 @@ MIN_WORDS = 8
 SEMANTIC = 0.9
 KINDS = ("ngram", "semantic")
 _WORD = re.compile(r"[^\W_]+")
-_ASCII = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+#: ASCII bytes to their normalised form in one table: letters lower-cased, digits kept, the rest spaces.
+_ASCII_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 _FILTER_SLOTS = 16  # presence-table entries per indexed n-gram (at most 2^24): most n-grams stop there
 _PRIME = 0x100000001B3  # the FNV-1a 64-bit prime: odd, so every power is invertible mod 2^64
 
@@ -58,7 +59,7 @@ def normalise_words(text: str) -> list[str]:
     ['cafe', 's', '2nd', 'floor', 'q', 'ete', '1']
     """
     if text.isascii():  # the same words, several times faster
-        return text.lower().translate(_ASCII).split()
+        return text.encode("ascii").translate(_ASCII_BYTES).decode("ascii").split()
     return _WORD.findall(unicodedata.normalize("NFD", text).translate(_combining_marks()).lower())
 
 
@@ -82,10 +83,6 @@ class NgramMatch:
 _WORD_BYTES = 64
 _BYTE_WEIGHTS = np.array([pow(_PRIME, j, 1 << 64) for j in range(_WORD_BYTES)], dtype=np.uint64)
 _SPACE = ord(" ")
-
-
-#: ASCII bytes to their normalised form in one table: letters lower-cased, digits kept, the rest spaces.
-_ASCII_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
 
 def _normalised_bytes(text: str) -> bytes:

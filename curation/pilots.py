@@ -17,7 +17,6 @@ import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from curation.laws import Observation, PerformanceLaw
 from curation.laws.backtest import LEVEL
@@ -178,7 +177,7 @@ def next_runs(law: PerformanceLaw, committee: Sequence[PerformanceLaw], observat
         raise ValueError("runs must be at least 1")
     if not observations:
         raise ValueError("next runs need the pilot runs of the fit")
-    names, unique, k = law.names, law.unique, len(law.names)
+    names, k = law.names, len(law.names)
     sizes = sorted({float(s) for s in (sizes or (2 * max(o.size for o in observations),))})
     if any(not math.isfinite(s) or s <= 0 for s in sizes):
         raise ValueError("sizes must be positive sample counts")
@@ -186,7 +185,7 @@ def next_runs(law: PerformanceLaw, committee: Sequence[PerformanceLaw], observat
     rng = np.random.default_rng(seed)
     candidates = rng.dirichlet(np.maximum(2 * k * seen.mean(0), 0.05), max(256, 16 * runs))
     distance = np.min([np.abs(candidates - w).sum(1) for w in seen], axis=0)
-    z = norm.ppf(0.5 + LEVEL / 2)
+    documents = dict(zip(names, law.unique))
     rows: list[dict] = []
 
     def add(weights: np.ndarray, size: float, purpose: str) -> None:
@@ -194,7 +193,7 @@ def next_runs(law: PerformanceLaw, committee: Sequence[PerformanceLaw], observat
         prediction = law.predict(mixture, size, level=LEVEL)
         values = [member.predict(mixture, size, level=LEVEL).value for member in committee]
         rows.append({"mixture": mixture, "size": size, "purpose": purpose,
-                     "repetitions": max(w * size / unique[names.index(n)] for n, w in mixture.items()),
+                     "repetitions": max(w * size / documents[n] for n, w in mixture.items()),
                      "predicted": prediction.value, "band": (prediction.high - prediction.low) / 2,
                      "disagreement": float(np.std(values)) if len(values) > 1 else 0.0})
 

@@ -16,7 +16,7 @@ from api.datasets.selectors import dataset_shards, dataset_usage
 from api.tenancy.models import Tenant
 from curation.embedders import embedder_key, get_embedder
 from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
-from curation.pipeline import embedding_paths, load_embeddings
+from curation.pipeline import concat_column, concat_embeddings, embedding_paths, shard_paths
 from curation.predictions import ingest_predictions
 from curation.steps.decontaminate import read_contamination
 from curation.storage import Keys
@@ -222,12 +222,9 @@ def corpus_search(*, tenant: Tenant, corpus: Dataset, embedder: str, spec: str, 
                                    status_code=404)
         paths = embedding_paths(store_files, benchmark.pk, model, benchmark.shard_count)
         if all(path.is_file() for path in paths):
-            queries = np.concatenate([np.asarray(load_embeddings(path), dtype=np.float32) for path in paths])
+            queries = concat_embeddings(paths)
         else:
-            texts = [t for i in range(benchmark.shard_count)
-                     for t in read_shard(store_files.local_path(Keys.shard(benchmark.pk, i)), ["text"])
-                     .column("text").to_pylist()]
-            queries = model.encode(texts)
+            queries = model.encode(concat_column(shard_paths(store_files, benchmark.pk, benchmark.shard_count), "text"))
         query = {"benchmark": str(benchmark.pk), "examples": int(len(queries))}
     else:
         queries, query = model.encode([text]), {"text": text}
