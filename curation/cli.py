@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     curate.add_argument("--id-field")
     curate.add_argument("--source-field")
     curate.add_argument("--seed", type=int, default=0)
+    curate.add_argument("--pilot-model", choices=["bigram", "tiny_lm"], default="bigram", help=(
+        "who makes the pilot observations: a bigram proxy (seconds) or a tiny transformer per run (measures "
+        "repetition; CUDA when present)"))
+    curate.add_argument("--pilot-runs", type=int, default=20, help="tiny_lm: pilot runs")
+    curate.add_argument("--pilot-tokens", type=int, default=1_000_000, help="tiny_lm: tokens of the largest run")
     args = parser.parse_args(argv)
     try:
         summary = curate_files(args)
@@ -136,7 +141,8 @@ def curate_files(args) -> str:
                           budget_unit=args.budget_unit, model_parameters=args.model_parameters,
                           prune_method=args.prune_method, eps=args.eps, prune_fraction=args.prune_fraction,
                           quality_pools=not args.no_quality_pools, sample_size=args.sample_size, seed=args.seed,
-                          keep=args.keep, betr_keep_fraction=args.betr_keep_fraction)
+                          keep=args.keep, betr_keep_fraction=args.betr_keep_fraction, pilot_model=args.pilot_model,
+                          pilot_runs=args.pilot_runs, pilot_tokens=args.pilot_tokens)
     ingest_seconds = round(time.perf_counter() - ingest_started, 3)
     executor = LocalExecutor(storage, run)
     result = executor.run(curate_plan(params))
@@ -159,6 +165,7 @@ def curate_files(args) -> str:
              f"{args.prune_method} dropped {prune['dropped']} of {corpus.documents} documents",
              summary.contamination_line(result.get("contamination")),
              *summary.budget_policy_lines(result["budget_policy"]), *summary.pool_table(result["pools"]),
+             *summary.pilots_lines(result["stages"]["pilots"], result["stages"]["fit"]),
              summary.prediction_line(result["predicted"])]
     if law_line := summary.backtest_line(result["predicted"]):
         lines.append(law_line)

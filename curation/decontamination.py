@@ -93,7 +93,7 @@ def _normalised_bytes(text: str) -> bytes:
 
 
 def _text_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(hashes (W,) uint64, words per text (len(texts),))`` of the words of every text, in order,
+    r"""``(hashes (W,) uint64, words per text (len(texts),))`` of the words of every text, in order,
     without a Python object per word: the texts' normalised forms are joined into one UTF-8 buffer,
     a word is a run of bytes other than the space, and its hash is :math:`\sum_j b_j P^{j \bmod 64}`
     over its bytes, then mixed (splitmix64's finaliser) so that its top bits are uniform."""

@@ -21,24 +21,29 @@ import numpy as np
 from curation.laws import Observation, PerformanceLaw
 from curation.laws.backtest import LEVEL
 from curation.proxy import BigramProxy, token_ids
+from curation.tinylm import METRIC as TINY_LM_METRIC
 
 METRIC = "proxy_cross_entropy"
+#: The pilot models the service trains itself: ``bigram`` (:class:`curation.proxy.BigramProxy`, seconds
+#: on a CPU) and ``tiny_lm`` (:mod:`curation.tinylm`, a transformer per pilot run: measures repetition).
+PILOT_METRICS = {"bigram": METRIC, "tiny_lm": TINY_LM_METRIC}
 #: Units of the metrics the service defines (a pilot run's metric is the user's own: unit unknown).
-METRIC_UNITS = {METRIC: "nats per token"}
+METRIC_UNITS = {METRIC: "nats per token", TINY_LM_METRIC: "nats per token"}
 #: The values the metrics the service defines can take: a cross-entropy is >= 0 and unbounded above
 #: (the smoothed bigram can give a target token less than 1/buckets).
-METRIC_RANGES = {METRIC: (0.0, math.inf)}
+METRIC_RANGES = {METRIC: (0.0, math.inf), TINY_LM_METRIC: (0.0, math.inf)}
 
 
 def metric_unit(metric: str) -> str | None:
-    """The unit of ``metric`` where the service knows it, else ``None``."""
-    return METRIC_UNITS.get(metric)
+    """The unit of ``metric`` where the service knows it (a ``pilots`` job's runs are ``<metric>:<job id>``),
+    else ``None``."""
+    return METRIC_UNITS.get(metric.partition(":")[0])
 
 
 def known_metric_range(metric: str) -> tuple[float, float] | None:
     """The range of ``metric`` where the service defines it, else ``None`` (then
     :func:`curation.laws.base.metric_range` infers one from the observations)."""
-    return METRIC_RANGES.get(metric)
+    return METRIC_RANGES.get(metric.partition(":")[0])
 
 
 def design(pools: Sequence[str], unique: Sequence[int], *, n_random: int = 4, max_vertices: int = 12,
@@ -63,10 +68,18 @@ def draw(pool_texts: Mapping[str, Sequence], weights: Mapping[str, float], size:
     for name, weight in weights.items():
         documents = pool_texts[name]
         count = int(round(weight * size))
-        if count and documents:
+        if count and len(documents):
             order = rng.permutation(len(documents))
             texts.extend(documents[i] for i in np.resize(order, count))
     return texts
+
+
+def stream_order(pool_documents: Mapping[str, Sequence], weights: Mapping[str, float], size: float,
+                 rng: np.random.Generator) -> list:
+    """The documents a pilot trains on, in training order: :func:`draw` shuffled into one stream (repeats
+    spread over the run, pools interleaved, as the training-ready dataset orders them)."""
+    documents = draw(pool_documents, weights, size, rng)
+    return [documents[i] for i in rng.permutation(len(documents))]
 
 
 def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Sequence[str], *, seed: int = 0,
@@ -153,6 +166,16 @@ def pilot_design(pool_documents: Mapping[str, int], *, runs: int = 16, sizes: Se
         while len(rows) < runs:  # one pool: only the size varies
             add(natural, float(np.geomspace(sizes[0], sizes[-1], runs)[len(rows)]), "natural")
     return rows
+
+
+def tiny_lm_design(pool_documents: Mapping[str, int], *, runs: int, largest: float,
+                   seed: int = 0) -> list[dict]:
+    """The tiny-LM pilot runs of a corpus: :func:`pilot_design` at ``largest`` / 16, / 4 and ``largest``
+    samples (the largest run the token budget allows), so the single pools are repeated and the
+    largest size can be held out by the backtest."""
+    if not largest > 0:
+        raise ValueError("the pilots' token budget must allow at least one document")
+    return pilot_design(pool_documents, runs=runs, sizes=(largest / 16, largest / 4, largest), seed=seed)
 
 
 def next_runs(law: PerformanceLaw, committee: Sequence[PerformanceLaw], observations: Sequence[Observation], *,

@@ -17,7 +17,8 @@ from curation.steps.decontaminate import (SCAN_STAGE, STAGE as CONTAMINATION_STA
                                            DecontaminateParams, contamination_scan, contamination_summary)
 from curation.steps.embed import EmbedParams, embed_summary, embed_unit
 from curation.steps.model import (FitParams, MixtureParams, OTParams, fit_performance_law, optimise_mixture,
-                                  pilot_observations, pool_distances, source_distances)
+                                  pilot_observations, pilot_summary, pool_distances, source_distances)
+from curation.tinylm import TinyLMConfig
 from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_classify, betr_select, betr_train,
                                    index_unit, prune_unit)
 
@@ -78,8 +79,15 @@ def ot_plan(params: OTParams) -> list[Stage]:
 
 def fit_stages(params: FitParams) -> list[Stage]:
     return [Stage("ot", 1, partial(pool_distances, params=params)),
-            Stage("pilots", 1, partial(pilot_observations, params=params)),
+            Stage("pilots", params.pilot_units, partial(pilot_observations, params=params),
+                  queue="gpu" if params.trains_tiny_lms else "cpu"),
             Stage("fit", 1, partial(fit_performance_law, params=params, ot_stage="ot", pilots_stage="pilots"))]
+
+
+def pilots_plan(params: FitParams) -> list[Stage]:
+    """Tiny-LM pilot runs alone (``params.pilot_model`` tiny_lm), one unit each, then their summary."""
+    return [Stage("pilots", params.pilot_units, partial(pilot_observations, params=params), queue="gpu"),
+            Stage("summary", 1, partial(pilot_summary, params=params, pilots_stage="pilots"))]
 
 
 def fit_plan(params: FitParams) -> list[Stage]:
@@ -110,7 +118,8 @@ class CurateParams:
     """The whole pipeline (DESIGN.md 1 and 3): embed corpus and benchmarks, index, decontaminate
     (``contamination``; its documents are in no pool and never selected), prune
     (``prune_method``), BETR, pools (source x BETR decile over the kept documents, or sources
-    with ``quality_pools=False``), OT, pilots, fit, and the mixture at ``budget``.
+    with ``quality_pools=False``), OT, pilots (the user's runs of ``metric``, or ``pilot_model``'s:
+    :class:`curation.steps.model.FitParams`), fit, and the mixture at ``budget``.
 
     The budget reaches the selection policies: prototypes and D4 keep the hard documents when the
     corpus holds at least one unique document per document of budget and the easy ones otherwise
@@ -138,6 +147,10 @@ class CurateParams:
     keep: str = "auto"
     betr_keep_fraction: float | None = None
     dataset: bool = True
+    pilot_model: str = "bigram"
+    pilot_runs: int = 20
+    pilot_tokens: int = 1_000_000
+    tiny_lm: TinyLMConfig = field(default_factory=TinyLMConfig)
 
     @property
     def budget_samples(self) -> float:
@@ -169,7 +182,8 @@ class CurateParams:
                          quality=ScoreRef("betr") if self.quality_pools else None)
         return decontaminated_fit(FitParams(self.corpus, self.benchmarks, self.embedder, pools=pools,
                                             metric=self.metric, ot_sample_size=self.ot_sample_size, seed=self.seed,
-                                            law=self.law),
+                                            law=self.law, pilot_model=self.pilot_model, pilot_runs=self.pilot_runs,
+                                            pilot_tokens=self.pilot_tokens, tiny_lm=self.tiny_lm),
                                   self.contamination)
 
     def mixture(self) -> MixtureParams:
@@ -200,9 +214,24 @@ def curate_result(ctx, index: int, params: CurateParams) -> dict:
                  "positives": selected["train"]["positives"], "kept_per_source": selected["kept_per_source"],
                  "search": selected["train"]["search"],
                  **{k: selected[k] for k in ("kept", "token_fraction", "kept_tokens", "total_tokens")}},
-        "ot": ctx.output("ot")["pool_ot"],
-        "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "provenance", "at_bound", "backtest")}},
+        "ot": ctx.output("ot")["pool_ot"], "pilots": pilots_summary(ctx.outputs("pilots")),
+        "fit": {k: fit[k] for k in ("metric", "law", "fit_error", "parameters", "provenance", "at_bound",
+                                    "backtest")}},
         "budget_policy": budget_policy(params, prune, selected)}
+
+
+def pilots_summary(outputs: list[dict]) -> dict:
+    """Who made the fit's observations: ``{"metric", "observations", "origin"}`` plus, for tiny-LM runs,
+    tokens, seconds, throughput and device."""
+    observations = [o for output in outputs for o in output["observations"]]
+    result = {"metric": outputs[0]["metric"], "observations": len(observations),
+              "origin": observations[0]["origin"] if observations else None}
+    runs = [output["run"] for output in outputs if "run" in output]
+    if runs:
+        tokens, seconds = sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs)
+        result |= {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / max(seconds, 1e-9),
+                   "device": runs[0]["device"], "parameters": runs[0]["parameters"]}
+    return result
 
 
 def budget_policy(params: CurateParams, prune: dict, selected: dict) -> dict:

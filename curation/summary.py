@@ -91,3 +91,25 @@ def betr_line(betr: Mapping) -> str:
                                                                       key=lambda kv: (-kv[1], kv[0])))
     return (f"BETR classifier: held-out accuracy {betr['holdout_accuracy']:.2f}; kept the best-scored {share} of "
             f"tokens{tokens}: {documents} documents, by source: {by_source}")
+
+
+def pilots_lines(pilots: Mapping, fit: Mapping) -> list[str]:
+    """Who made the observations and, for the effective-data law, the repetition half-life it fitted:
+    ``Pilots: 20 tiny-LM runs (1.5M parameters) on 1,234,567 tokens in 95.2 s (12,968 tokens/s on cpu)``
+    and ``Repetition half-life: tau = 3.2 repetitions (from tiny_lm)``."""
+    if pilots.get("origin") == "tiny_lm":
+        line = (f"Pilots: {pilots['observations']} tiny-LM runs ({pilots['parameters'] / 1e6:.1f}M parameters) on "
+                f"{pilots['tokens']:,} tokens in {pilots['seconds']:.1f} s ({pilots['tokens_per_second']:,.0f} "
+                f"tokens/s on {pilots['device']})")
+    elif pilots.get("origin") == "pilot_runs":
+        line = f"Pilots: {pilots['observations']} of your pilot runs of {pilots['metric']}"
+    else:
+        line = f"Pilots: {pilots['observations']} bigram-proxy observations (pilot_model tiny_lm measures repetition)"
+    lines = [line]
+    tau = (fit.get("parameters") or {}).get("tau")
+    if tau is not None:
+        source = fit["provenance"].get("tau", "defaults")
+        bound = f"; on its bound: {fit['at_bound']['tau']}" if "tau" in (fit.get("at_bound") or {}) else ""
+        told = "a default: no pilot run repeats a pool enough" if source == "defaults" else f"from {source}"
+        lines.append(f"Repetition half-life: tau = {tau:.2f} repetitions ({told}{bound})")
+    return lines

@@ -28,6 +28,8 @@ class Job(TenantOwned):
     shards_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
+    estimate = models.JSONField(null=True, blank=True, help_text=(
+        "what the job will cost, estimated at creation (tiny-LM pilots: tokens and seconds per run)"))
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from api.jobs.kinds import KINDS
 from api.jobs.models import Job
-from api.jobs.selectors import job_units_done
+from api.jobs.selectors import job_unit_work, job_units_done
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -49,11 +49,18 @@ class TimingsSerializer(serializers.Serializer):
     elapsed_seconds = serializers.FloatField(allow_null=True)
 
 
+class UnitWorkSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="work done inside the units that report it (tiny-LM pilots: tokens)")
+    total = serializers.IntegerField()
+    units = serializers.IntegerField(help_text="units that reported work")
+
+
 class StageProgressSerializer(serializers.Serializer):
     name = serializers.CharField()
     queue = serializers.CharField()
     units_done = serializers.IntegerField()
     units = serializers.IntegerField()
+    work = UnitWorkSerializer(allow_null=True)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -65,13 +72,14 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "params", "status", "stage", "progress", "stages", "timings", "error", "result"]
+        fields = ["id", "kind", "params", "status", "stage", "progress", "stages", "timings", "error", "result",
+                  "estimate"]
 
     @extend_schema_field(StageProgressSerializer(many=True))
     def get_stages(self, job: Job) -> list[dict]:
         done = job_units_done(job=job)
-        return [{"name": s["name"], "queue": s["queue"], "units_done": done.get(s["name"], 0), "units": s["units"]}
-                for s in job.plan]
+        return [{"name": s["name"], "queue": s["queue"], "units_done": done.get(s["name"], 0), "units": s["units"],
+                 "work": job_unit_work(job=job, stage=s["name"], units=s["units"])} for s in job.plan]
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job: Job) -> dict:

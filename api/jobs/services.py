@@ -25,6 +25,7 @@ from api.core.scope import tenant_scope
 from api.jobs import dispatch
 from api.jobs.kinds import KINDS
 from api.jobs.models import Job, JobUnit
+from api.jobs.selectors import unit_work_set
 from api.modeling.selectors import pilot_observations, stored_model
 from api.tenancy.models import Tenant
 from curation.steps import Context, Stage
@@ -48,13 +49,23 @@ def _plan(job: Job) -> list[Stage]:
     return KINDS[job.kind].plan(tenant_id=job.tenant_id, params=job.params)
 
 
-def _context(job: Job) -> Context:
-    """What the job's units see: the tenant's storage, earlier stages' outputs, its pilot runs and models."""
+def _context(job: Job, stage: str, index: int) -> Context:
+    """What unit ``index`` of ``stage`` sees: the tenant's storage, earlier stages' outputs, its pilot runs and
+    models, and a progress callback that keeps the unit's work done (at most once a second) for
+    :func:`api.jobs.selectors.job_unit_work`."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= 1.0:
+            last[0] = now
+            unit_work_set(job.pk, stage, index, done, total)
+
     def outputs(stage: str) -> list[dict]:
         return list(JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage=stage).order_by("index")
                     .values_list("output", flat=True))
 
-    return Context(storage=tenant_storage(job.tenant_id), run_id=str(job.pk), outputs=outputs,
+    return Context(storage=tenant_storage(job.tenant_id), run_id=str(job.pk), outputs=outputs, progress=progress,
                    pilot_runs=lambda metric: pilot_observations(tenant_id=job.tenant_id,
                                                                 corpus_id=job.params["corpus"], metric=metric),
                    model=lambda model_id: stored_model(tenant_id=job.tenant_id, model_id=model_id))
@@ -116,11 +127,12 @@ def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
     job_kind = KINDS[kind]
     normalised = job_kind.validate(tenant=tenant, params=params or {})
     plan = job_kind.plan(tenant_id=tenant.pk, params=normalised)
+    estimate = job_kind.estimate(tenant=tenant, params=normalised)
     with transaction.atomic():
         _check_concurrency(tenant)
         job = Job.objects.for_tenant(tenant).create(
             tenant=tenant, kind=kind, params=normalised, plan=[s.as_dict() for s in plan], stage=plan[0].name,
-            shards_total=sum(s.units for s in plan),
+            shards_total=sum(s.units for s in plan), estimate=estimate,
         )
         _dispatch_stage(job, plan[0], unsent=_unsent_create(job))
     return job
@@ -204,7 +216,7 @@ def job_run_unit(*, job_id, stage: str, index: int) -> str:
         outcome = "already done"
         if not JobUnit.objects.filter(job=job, stage=stage, index=index).exists():
             started = time.perf_counter()
-            output = KINDS[job.kind].record(job=job, stage=stage, output=current.run(_context(job), index))
+            output = KINDS[job.kind].record(job=job, stage=stage, output=current.run(_context(job, stage, index), index))
             try:
                 JobUnit.objects.create(tenant_id=job.tenant_id, job=job, stage=stage, index=index,
                                         seconds=time.perf_counter() - started, output=output)

@@ -14,6 +14,7 @@ class PilotRun(TenantOwned):
     class Origin(models.TextChoices):
         USER = "user"
         PROXY = "proxy"
+        TINY_LM = "tiny_lm"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     corpus = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="pilot_runs")

@@ -29,7 +29,7 @@ def pilot_observations(*, tenant_id, corpus_id, metric: str) -> tuple[bool, list
         raise ValueError(f"no pilot runs of metric {metric!r} on corpus {corpus_id}")
     return bool(runs[0].higher_is_better), [
         {"weights": r.mixture, "size": r.size, "value": r.value,
-         "origin": "pilot_runs" if r.origin == PilotRun.Origin.USER else "proxy"} for r in runs]
+         "origin": "pilot_runs" if r.origin == PilotRun.Origin.USER else r.origin} for r in runs]
 
 
 def stored_model(*, tenant_id, model_id) -> StoredModel:

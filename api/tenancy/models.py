@@ -21,6 +21,10 @@ def default_max_concurrent_jobs() -> int:
     return settings.TENANT_DEFAULT_MAX_CONCURRENT_JOBS
 
 
+def default_max_pilot_tokens() -> int:
+    return settings.TENANT_DEFAULT_MAX_PILOT_TOKENS
+
+
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, unique=True)
@@ -28,6 +32,8 @@ class Tenant(models.Model):
     max_stored_bytes = models.BigIntegerField(default=default_max_stored_bytes)
     max_documents = models.BigIntegerField(default=default_max_documents)
     max_concurrent_jobs = models.PositiveIntegerField(default=default_max_concurrent_jobs)
+    max_pilot_tokens = models.BigIntegerField(default=default_max_pilot_tokens, help_text=(
+        "tokens one job may train tiny-LM pilots on (all its runs together)"))
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="tenants")
 
     def __str__(self) -> str:

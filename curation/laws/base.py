@@ -319,8 +319,10 @@ def observation_arrays(law: PerformanceLaw, observations: Sequence[Observation],
 
 
 def origin_of(observations: Sequence[Observation]) -> str:
-    """The provenance of parameters fitted to ``observations``: ``pilot_runs`` when any came from the user."""
-    return "pilot_runs" if any(o.origin == "pilot_runs" for o in observations) else "proxy"
+    """The provenance of parameters fitted to ``observations``: ``pilot_runs`` when any came from the user,
+    else ``tiny_lm`` when any came from the service's tiny language models, else ``proxy``."""
+    origins = {o.origin for o in observations}
+    return next((origin for origin in ("pilot_runs", "tiny_lm") if origin in origins), "proxy")
 
 
 def check_pools(pools: Sequence[Pool]) -> tuple[Pool, ...]:

@@ -25,12 +25,14 @@ from curation.laws import Observation, Pool, budget_in_samples, restore_law
 from curation.laws.backtest import backtest_summary, select_law
 from curation.laws.base import metric_range
 from curation.ot import distance_table
-from curation.pilots import METRIC as PROXY_METRIC, known_metric_range, metric_unit, proxy_observations
+from curation.pilots import (METRIC as PROXY_METRIC, PILOT_METRICS, known_metric_range, metric_unit,
+                             proxy_observations, stream_order, tiny_lm_design)
 from curation.pools import assign_pools, source_name
 from curation.steps import Context, DatasetRef, PoolSpec, ScoreRef, StoredModel
 from curation.steps.decontaminate import contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_rows
 from curation.storage import Keys
+from curation.tinylm import TinyLMConfig, tokenize, train_pilot
 
 MAX_PILOT_SIZE = 20_000  # documents in the largest proxy pilot run
 BAND_LEVEL = 0.95  # the probability the predicted metric's band is drawn for
@@ -41,8 +43,10 @@ POOL_OT = {"metric": "cosine", "reg": 0.05, "n_resamples": 5}
 @dataclass(frozen=True)
 class FitParams:
     """Fit a law of ``corpus``'s pools to ``benchmarks``: the user's pilot runs of ``metric``,
-    or (``metric`` None) the built-in proxy evaluator's observations; ``law`` (a kind of
-    :data:`curation.laws.LAWS`) or, None, the one the backtest chooses."""
+    or (``metric`` None) pilot runs the service trains itself, by ``pilot_model``: ``bigram``
+    (the proxy evaluator, one unit) or ``tiny_lm`` (``pilot_runs`` tiny language models of
+    ``tiny_lm`` config, one unit each, the largest on ``pilot_tokens`` tokens); ``law`` (a kind
+    of :data:`curation.laws.LAWS`) or, None, the one the backtest chooses."""
 
     corpus: DatasetRef
     benchmarks: tuple[DatasetRef, ...]
@@ -52,6 +56,26 @@ class FitParams:
     ot_sample_size: int = 300
     seed: int = 0
     law: str | None = None
+    pilot_model: str = "bigram"
+    pilot_runs: int = 20
+    pilot_tokens: int = 1_000_000
+    tiny_lm: TinyLMConfig = TinyLMConfig()
+
+    @property
+    def trains_tiny_lms(self) -> bool:
+        """Whether the pilots stage trains tiny LMs (one unit per run, on the ``gpu`` queue)."""
+        return self.pilot_model == "tiny_lm" and not self.metric
+
+    @property
+    def pilot_units(self) -> int:
+        """Units of the pilots stage: one per tiny-LM run, one for the proxy or the user's runs."""
+        return self.pilot_runs if self.trains_tiny_lms else 1
+
+    def tiny_lm_design(self, pool_documents: dict[str, int]) -> list[dict]:
+        """The tiny-LM runs (:func:`curation.pilots.tiny_lm_design`): the largest has ``pilot_tokens``
+        tokens at the corpus's tokens per document."""
+        return tiny_lm_design(pool_documents, runs=self.pilot_runs, seed=self.seed,
+                              largest=self.pilot_tokens / max(self.corpus.tokens_per_sample, 1.0))
 
 
 @dataclass(frozen=True)
@@ -140,13 +164,22 @@ def pool_distances(ctx: Context, index: int, params: FitParams) -> dict:
     return result | {"cached": False}
 
 
+def target_sample(ctx: Context, benchmarks, rng: np.random.Generator, limit: int = 1000) -> list[str]:
+    """At most ``limit`` texts of the target benchmarks, a seeded sample in benchmark order."""
+    texts = [t for b in benchmarks for t in dataset_column(ctx, b, "text")]
+    return [texts[i] for i in sorted(rng.permutation(len(texts))[:limit])]
+
+
 def pilot_observations(ctx: Context, index: int, params: FitParams) -> dict:
-    """The user's pilot runs of ``params.metric``, or proxy observations on designed mixtures."""
+    """The user's pilot runs of ``params.metric``, or proxy observations on designed mixtures, or
+    (``pilot_model`` tiny_lm) the tiny-LM run ``index`` of the design."""
     if params.metric:
         if ctx.pilot_runs is None:
             raise ValueError(f"no pilot runs of metric {params.metric!r} are available to this run")
         higher_is_better, observations = ctx.pilot_runs(params.metric)
         return {"metric": params.metric, "higher_is_better": higher_is_better, "observations": observations}
+    if params.trains_tiny_lms:
+        return tiny_lm_pilot(ctx, index, params)
     pools, _ = pool_inputs(ctx, params.corpus, params.pools)
     names = _names(pools)
     rng = np.random.default_rng(params.seed)
@@ -154,14 +187,52 @@ def pilot_observations(ctx: Context, index: int, params: FitParams) -> dict:
     chosen = {name: np.sort(rng.permutation(np.flatnonzero(pools == name))[:MAX_PILOT_SIZE]) for name in names}
     positions = np.sort(np.concatenate(list(chosen.values())))
     texts = dict(zip(positions.tolist(), dataset_column_at(ctx, params.corpus, "text", positions)))
-    target_texts = [t for b in params.benchmarks for t in dataset_column(ctx, b, "text")]
-    target_texts = [target_texts[i] for i in sorted(rng.permutation(len(target_texts))[:1000])]
+    target_texts = target_sample(ctx, params.benchmarks, rng)
     observations = proxy_observations({name: [texts[i] for i in chosen[name].tolist()] for name in names},
                                       target_texts, unique={name: int((pools == name).sum()) for name in names},
                                       seed=params.seed, max_size=MAX_PILOT_SIZE, progress=ctx.progress)
     return {"metric": PROXY_METRIC, "higher_is_better": False,
             "observations": [{"weights": dict(o.weights), "size": o.size, "value": o.value, "origin": o.origin}
                              for o in observations]}
+
+
+def tiny_lm_pilot(ctx: Context, index: int, params: FitParams) -> dict:
+    """Train the tiny LM of design run ``index`` (:meth:`FitParams.tiny_lm_design`) on the run's documents
+    in :func:`curation.pilots.stream_order` (each pool's in a seeded order, cycled when repeated, shuffled
+    into one stream), and the target benchmarks' cross-entropy as the observation; ``ctx.progress``
+    counts tokens. Only the run's documents are read."""
+    pools, _ = pool_inputs(ctx, params.corpus, params.pools)
+    members = {name: np.flatnonzero(pools == name) for name in _names(pools)}
+    run = params.tiny_lm_design({name: len(m) for name, m in members.items()})[index]
+    rng = np.random.default_rng([params.seed, index])
+    positions = np.asarray(stream_order(members, run["mixture"], run["size"], rng), dtype=np.int64)
+    if not len(positions):
+        raise ValueError(f"pilot run {index} draws no document (size {run['size']:.3g} samples): raise pilot_tokens")
+    unique, stream = np.unique(positions, return_inverse=True)
+    documents = tokenize(dataset_column_at(ctx, params.corpus, "text", unique), params.tiny_lm.vocab_size)
+    targets = tokenize(target_sample(ctx, params.benchmarks, np.random.default_rng(params.seed), limit=500),
+                       params.tiny_lm.vocab_size)
+    result = train_pilot((documents[i] for i in stream), targets, params.tiny_lm, seed=params.seed,
+                         progress=ctx.progress)
+    observation = {"weights": run["mixture"], "size": run["size"], "value": result.value, "origin": "tiny_lm"}
+    return {"metric": PILOT_METRICS["tiny_lm"], "higher_is_better": False, "observations": [observation],
+            "run": {**run, **result.as_dict(), "index": index, "documents": int(len(positions)),
+                    "unique_documents": int(len(unique))}}
+
+
+def pilot_results(outputs: list[dict]) -> dict:
+    """The pilots stage's units as one ``{"metric", "higher_is_better", "observations"}`` (one unit for
+    the user's runs and the proxy, one observation a unit for tiny-LM runs)."""
+    return {"metric": outputs[0]["metric"], "higher_is_better": outputs[0]["higher_is_better"],
+            "observations": [o for output in outputs for o in output["observations"]]}
+
+
+def pilot_summary(ctx: Context, index: int, params: FitParams, *, pilots_stage: str) -> dict:
+    """The pilots stage's runs in design order: mixture, size, value, tokens, seconds, loss curve."""
+    outputs = ctx.outputs(pilots_stage)
+    runs = [output["run"] | {"value": output["observations"][0]["value"]} for output in outputs]
+    return {**{k: v for k, v in pilot_results(outputs).items() if k != "observations"}, "runs": runs,
+            "tokens": sum(r["tokens"] for r in runs), "seconds": sum(r["seconds"] for r in runs)}
 
 
 def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage: str, pilots_stage: str) -> dict:
@@ -171,7 +242,7 @@ def fit_performance_law(ctx: Context, index: int, params: FitParams, *, ot_stage
     (:func:`curation.laws.backtest.select_law`); the output carries the backtest report."""
     pools, quality = pool_inputs(ctx, params.corpus, params.pools)
     ot = ctx.output(ot_stage)["pool_ot"]
-    pilots = ctx.output(pilots_stage)
+    pilots = pilot_results(ctx.outputs(pilots_stage))
     pool_list = [Pool(name=name, unique=int((pools == name).sum()), ot=ot[name],
                       quality=float(np.mean(quality[pools == name])) if quality is not None else math.nan)
                  for name in _names(pools)]

@@ -30,6 +30,11 @@ class JobKind:
     def normalise(self, *, tenant, data: dict) -> dict:
         raise NotImplementedError
 
+    def estimate(self, *, tenant, params: dict) -> dict | None:
+        """What the job will cost, before any work (None: nothing to estimate); raises
+        :class:`ApplicationError` for a job the tenant's quotas do not allow."""
+        return None
+
     def plan(self, *, tenant_id, params: dict) -> list[Stage]:
         """The stages of a job with these (normalised) params."""
         raise NotImplementedError

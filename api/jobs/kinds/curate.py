@@ -5,8 +5,9 @@ Stages: ``embedding`` (corpus and benchmarks; shards embedded before are reused)
 (documents holding benchmark examples, left out of every pool; ``contamination: {"enabled":
 false}`` skips both) -> ``prune`` (SemDeDup by default, or D4 /
 prototypes) -> ``betr_train`` -> ``betr_classify`` (per shard) -> ``betr_select`` ->
-``ot`` (distance of every pool to the benchmarks) -> ``pilots`` (proxy evaluator, or
-the tenant's pilot runs of ``metric``) -> ``fit`` -> ``mixture``. Pools are source x
+``ot`` (distance of every pool to the benchmarks) -> ``pilots`` (the tenant's pilot runs of
+``metric``, or the bigram proxy, or with ``pilot_model: tiny_lm`` one tiny LM trained per run
+on the ``gpu`` queue) -> ``fit`` -> ``mixture``. Pools are source x
 BETR-quality decile over the documents the prune stage kept (or sources, with
 ``quality_pools: false``). The budget decides prototypes' and D4's keep-hard or keep-easy and
 BETR's share of tokens (``budget_policy`` in the result says how, :class:`curation.plans.CurateParams`).
@@ -20,7 +21,7 @@ from api.core.fields import StrictFloatField, StrictIntegerField
 from api.jobs.kinds.base import corpus_and_benchmarks
 from api.jobs.kinds.decontaminate import contamination_options, normalise_contamination
 from api.jobs.kinds.embed import embedder_spec
-from api.jobs.kinds.modeling import MixtureParams, RecordsModels, normalise_fit
+from api.jobs.kinds.modeling import MixtureParams, RecordsModels, normalise_fit, pilot_params
 from curation import plans
 from curation.pruning import NEEDS_EMBEDDINGS
 
@@ -63,4 +64,4 @@ class CurateKind(RecordsModels):
             prune_method=p["prune_method"], eps=p["eps"], prune_fraction=p["prune_fraction"],
             quality_pools=p["quality_pools"], sample_size=p["sample_size"], ot_sample_size=p["ot_sample_size"],
             seed=p["seed"], contamination=contamination_options(p), law=p.get("law"), keep=p["keep"],
-            betr_keep_fraction=p.get("betr_keep_fraction"), dataset=p.get("dataset", True)))
+            betr_keep_fraction=p.get("betr_keep_fraction"), dataset=p.get("dataset", True), **pilot_params(p)))

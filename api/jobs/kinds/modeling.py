@@ -22,21 +22,23 @@ from api.datasets.models import Dataset
 from api.jobs.kinds.base import JobKind, corpus_and_benchmarks, resolve_dataset
 from api.jobs.kinds.decontaminate import ContaminationField, contamination_options, normalise_contamination
 from api.jobs.kinds.embed import EmbedderField, embedder_spec
+from api.jobs.kinds.tinylm import PilotFields, check_and_estimate, config_of, record_throughput
 from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation import plans
 from curation.laws import LAWS, budget_in_samples
+from curation.pilots import tiny_lm_design
 from curation.pools import DECILES
 from curation.steps import PoolSpec, ScoreRef
 from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
 
 
-class FitParams(serializers.Serializer):
+class FitParams(PilotFields):
     corpus = serializers.UUIDField()
     benchmarks = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
     embedder = EmbedderField()
     metric = serializers.CharField(required=False, max_length=100, help_text="fit the tenant's pilot runs of "
-                                   "this metric; without it the proxy evaluator makes the observations")
+                                   "this metric; without it the service trains pilots itself (pilot_model)")
     scores_job = serializers.UUIDField(required=False, help_text="a succeeded betr or prune job on the corpus: "
                                        "its dropped documents are left out, its scores make quality pools")
     quality_pools = serializers.BooleanField(default=False, help_text="pools are source x quality decile "
@@ -49,6 +51,12 @@ class FitParams(serializers.Serializer):
         "Laws per size; needs pools + 2 pilots at each of two sizes); default: every law that fits, the one "
         "with the lowest backtest error kept"))
     seed = SeedField()
+
+    def validate(self, data):
+        if data.get("metric") and "pilot_model" in self.initial_data:
+            raise serializers.ValidationError({"pilot_model": "metric fits the tenant's own pilot runs, pilot_model "
+                                                              "chooses the pilots the service trains: give one"})
+        return data
 
 
 class MixtureParams(FitParams):
@@ -67,6 +75,7 @@ class MixtureParams(FitParams):
         "repeat_index, repeats expanded and shuffled); false keeps only the id manifest"))
 
     def validate(self, data):
+        data = super().validate(data)
         check_budget(data)
         if data.get("budget_unit") == "flops" and not data.get("model_parameters"):
             raise serializers.ValidationError({"model_parameters": "a budget in flops needs the model size "
@@ -132,7 +141,25 @@ def fit_params(tenant_id, params: dict) -> FitStepParams:
     corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
     return FitStepParams(corpus, benchmarks, embedder_spec(params["embedder"]),
                          pools=PoolSpec.from_dict(params.get("pools")), metric=params.get("metric"),
-                         ot_sample_size=params["ot_sample_size"], seed=params["seed"], law=params.get("law"))
+                         ot_sample_size=params["ot_sample_size"], seed=params["seed"], law=params.get("law"),
+                         **pilot_params(params))
+
+
+def pilot_params(params: dict) -> dict:
+    """The pilot fields of :class:`curation.steps.model.FitParams` from normalised job params."""
+    return {"pilot_model": params.get("pilot_model", "bigram"), "pilot_runs": params.get("pilot_runs", 20),
+            "pilot_tokens": params.get("pilot_tokens", 1_000_000), "tiny_lm": config_of(params)}
+
+
+def pilot_estimate(tenant, params: dict) -> dict | None:
+    """:func:`api.jobs.kinds.tinylm.check_and_estimate` for a kind that fits on ``params['corpus']``."""
+    if not params.get("corpus"):
+        return None
+    corpus = Dataset.objects.for_tenant(tenant).get(pk=params["corpus"])
+    benchmarks = [Dataset.objects.for_tenant(tenant).get(pk=b) for b in params["benchmarks"]]
+    largest = params.get("pilot_tokens", 1) / max(corpus.tokens_per_sample, 1.0)
+    return check_and_estimate(tenant, corpus, benchmarks, params, lambda pools: tiny_lm_design(
+        pools, runs=params["pilot_runs"], largest=largest, seed=params["seed"]))
 
 
 def mixture_params(params: dict) -> MixtureStepParams:
@@ -167,9 +194,16 @@ def record_mixture(job: Job, output: dict) -> dict:
 
 
 class RecordsModels(JobKind):
-    """Kinds with a ``fit`` stage (stored as a PerformanceModel) and maybe a ``mixture`` stage (a Mixture)."""
+    """Kinds with a ``fit`` stage (stored as a PerformanceModel) and maybe a ``mixture`` stage (a Mixture);
+    their tiny-LM pilot units record the workers' throughput for later estimates."""
+
+    def estimate(self, *, tenant, params):
+        return pilot_estimate(tenant, params)
 
     def record(self, *, job, stage, output):
+        if stage == "pilots" and "run" in output:
+            record_throughput(output["run"], config_of(job.params))
+            return output
         if stage == "fit":
             return record_model(job, output)
         return record_mixture(job, output) if stage == "mixture" else super().record(job=job, stage=stage,

@@ -1,0 +1,128 @@
+"""Tiny-LM pilot parameters shared by ``pilots``, ``fit``, ``mixture`` and ``curate``, their checks,
+and the estimate of what the runs cost before any work (:mod:`curation.tinylm`).
+
+The estimate converts each run's size to tokens at the corpus's tokens per document and
+divides by the training throughput of the model's config: the one the workers last measured
+(every finished tiny-LM unit records its tokens per second, per device), else a short
+calibration run on this host (:func:`curation.tinylm.measure_throughput`), cached for a day.
+"""
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+from rest_framework import serializers
+
+from api.core.errors import ApplicationError, validation_error
+from api.core.fields import StrictFloatField, StrictIntegerField
+from api.datasets.models import Dataset
+from curation.pools import DECILES
+from curation.tinylm import TinyLMConfig, measure_throughput
+
+CALIBRATION_SECONDS = 24 * 3600  # how long a calibration run on the web host stays cached
+DEFAULT_CONFIG = TinyLMConfig()
+
+
+class TinyLMParams(serializers.Serializer):
+    """The tiny LM of every pilot run (defaults: :class:`curation.tinylm.TinyLMConfig`)."""
+
+    vocab_size = StrictIntegerField(default=DEFAULT_CONFIG.vocab_size, min_value=1024, max_value=30522)
+    width = StrictIntegerField(default=DEFAULT_CONFIG.width, min_value=16, max_value=1024)
+    layers = StrictIntegerField(default=DEFAULT_CONFIG.layers, min_value=1, max_value=12)
+    heads = StrictIntegerField(default=DEFAULT_CONFIG.heads, min_value=1, max_value=16)
+    context = StrictIntegerField(default=DEFAULT_CONFIG.context, min_value=16, max_value=2048)
+    batch_size = StrictIntegerField(default=DEFAULT_CONFIG.batch_size, min_value=1, max_value=512,
+                                    help_text="windows of context tokens a step")
+    learning_rate = StrictFloatField(default=DEFAULT_CONFIG.learning_rate, min_value=1e-5, max_value=0.1)
+
+    def validate(self, data):
+        if data["width"] % data["heads"]:
+            raise serializers.ValidationError({"heads": f"width {data['width']} must be a multiple of heads"})
+        return data
+
+
+class PilotFields(serializers.Serializer):
+    """Who makes the observations when ``metric`` (the tenant's own pilot runs) is not given."""
+
+    pilot_model = serializers.ChoiceField(choices=["bigram", "tiny_lm"], default="bigram", help_text=(
+        "without metric: bigram (a smoothed bigram model per designed mixture: seconds on a CPU, but it barely "
+        "notices repetition) or tiny_lm (a tiny transformer trained per pilot run, on the gpu queue: measures "
+        "repetition; see the job's estimate)"))
+    pilot_runs = StrictIntegerField(default=20, min_value=4, max_value=200, help_text=(
+        "tiny_lm: pilot runs (curation.pilots.pilot_design at pilot_tokens / 16, / 4 and pilot_tokens)"))
+    pilot_tokens = StrictIntegerField(default=1_000_000, min_value=1, max_value=10**10, help_text=(
+        "tiny_lm: tokens of the largest pilot run (at the corpus's tokens per document); the smallest runs are "
+        "a sixteenth of it"))
+    tiny_lm = TinyLMParams(required=False, help_text="tiny_lm: the model and optimiser of every run")
+
+
+def config_of(params: dict) -> TinyLMConfig:
+    """The tiny-LM config of normalised job params."""
+    return TinyLMConfig(**params.get("tiny_lm") or {})
+
+
+def pool_documents_estimate(corpus: Dataset, quality_pools: bool) -> dict[str, int]:
+    """The pools' documents as creation can know them: the corpus's sources, split into equal deciles
+    with quality pools (pruning and decontamination remove some later)."""
+    sources = {name: n for name, n in corpus.source_counts.items() if n > 0}
+    if not quality_pools:
+        return sources
+    return {f"{name}/q{d}": max(1, n // DECILES) for name, n in sources.items() for d in range(DECILES)}
+
+
+def _throughput(config: TinyLMConfig) -> dict:
+    """The freshest measured throughput of ``config``: the workers' (any device), else a cached
+    calibration on this host."""
+    measured = cache.get(_key(config, "worker"))
+    if measured:
+        return measured | {"source": f"measured by a worker's pilot runs on {measured['device']}"}
+    calibrated = cache.get(_key(config, "calibration"))
+    if not calibrated:
+        calibrated = measure_throughput(config)
+        cache.set(_key(config, "calibration"), calibrated, CALIBRATION_SECONDS)
+    return calibrated | {"source": f"a calibration run on the web host ({calibrated['device']}); workers' own "
+                                   "throughput replaces it after their first pilot run"}
+
+
+def _key(config: TinyLMConfig, kind: str) -> str:
+    return f"tiny-lm-throughput:{kind}:{config.key()}"
+
+
+def record_throughput(run: dict, config: TinyLMConfig) -> None:
+    """Keep a finished tiny-LM unit's tokens per second as the estimate's throughput (a worker calls this)."""
+    cache.set(_key(config, "worker"), {"tokens_per_second": run["tokens_per_second"], "device": run["device"],
+                                       "config": config.key(), "measured_at": time.time()}, None)
+
+
+def check_and_estimate(tenant, corpus: Dataset, benchmarks: list[Dataset], params: dict, design) -> dict | None:
+    """Refuse tiny-LM pilots that cannot run (a benchmark without text, runs too small to hold a
+    document, more tokens than the tenant's ``max_pilot_tokens``), then estimate them: tokens and
+    seconds per run and in all. ``design(pool_documents)`` is the runs; None without tiny-LM pilots."""
+    if params.get("metric") or params.get("pilot_model") != "tiny_lm":
+        return None
+    for position, benchmark in enumerate(benchmarks):
+        if benchmark.tokens < 1:
+            raise validation_error({"benchmarks": {position: f"benchmark {benchmark.name!r} holds no text: a tiny "
+                                                             "LM is scored on the cross-entropy of its texts"}})
+    per_document = corpus.tokens_per_sample
+    if params["pilot_tokens"] / 16 < per_document:
+        raise validation_error({"pilot_tokens": f"the smallest pilot run (pilot_tokens / 16) must hold a document "
+                                                f"({per_document:.0f} tokens on this corpus): give at least "
+                                                f"{int(16 * per_document) + 1}"})
+    runs = design(pool_documents_estimate(corpus, bool(params.get("quality_pools"))))
+    tokens = [int(round(run["size"] * per_document)) for run in runs]
+    if sum(tokens) > tenant.max_pilot_tokens:
+        raise ApplicationError("quota_exceeded", f"the pilot design trains {sum(tokens):,} tokens; the tenant may "
+                               f"train {tenant.max_pilot_tokens:,} a job. Lower pilot_runs or pilot_tokens, or ask "
+                               "the operator for a higher quota.",
+                               detail={"quota": "pilot_tokens", "requested": sum(tokens),
+                                       "limit": tenant.max_pilot_tokens, "field": "params.pilot_tokens"},
+                               status_code=403)
+    config = config_of(params)
+    speed = _throughput(config)
+    rate = speed["tokens_per_second"]
+    return {"kind": "tiny_lm_pilots", "runs": len(runs), "parameters": config.parameters, "tokens": sum(tokens),
+            "seconds": sum(tokens) / rate, "tokens_per_second": rate, "device": speed["device"],
+            "throughput_source": speed["source"],
+            "per_run": [{"index": i, "size": run["size"], "tokens": t, "seconds": t / rate, "purpose": run["purpose"]}
+                        for i, (run, t) in enumerate(zip(runs, tokens))]}
