@@ -87,7 +87,7 @@ class MixtureLaw(FitRange, PerformanceLaw):
     the per-pool half-lives :math:`\tau_i = \tau e^{\epsilon_i}` as log-ratios :math:`\epsilon_i`
     (empty tuples: all zero, the prior). ``rmse`` is the fit's RMS residual (metric units),
     ``observed_sizes`` and ``observed_repetitions`` the range of the observations,
-    ``provenance`` maps each parameter to ``pilot_runs``, ``proxy`` or ``defaults``.
+    ``provenance`` maps each parameter to ``pilot_runs``, ``tiny_lm``, ``proxy`` or ``defaults``.
     """
 
     kind = "effective_data"
@@ -258,14 +258,15 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
 
     Stage 2 (``per_pool``), a maximum a posteriori fit of :math:`\\delta_i` for every pool whose
     weight varies over the observations and :math:`\\epsilon_i` for every pool some pilot run
-    repeats (not from proxy observations: a bigram proxy cannot tell repeated text from new),
+    repeats (from the user's or tiny-LM pilots, not from a bigram proxy: it cannot tell repeated
+    text from new),
     with Gaussian priors of :data:`PRIOR_SD` around 0 and Gaussian noise of scale
     :math:`\\sigma`; :math:`\\sigma^2` is re-estimated twice as RSS / (n - effective degrees of
     freedom), the trace of the fit's hat matrix. Few or uninformative pilots leave the offsets
     near 0 (the prior decides); many informative ones move them where the data say.
 
     Fitted parameters take the provenance of the observations (``pilot_runs`` when any came
-    from the user, else ``proxy``).
+    from the user, else ``tiny_lm`` or ``proxy``: :func:`curation.laws.base.origin_of`).
     """
     pools = check_pools(pools)
     law0 = MixtureLaw(pools=pools, c=0.0, A=1.0, beta=0.3, gamma=0.0, eta=0.0, tau=DEFAULT_TAU,
@@ -387,9 +388,9 @@ def fit_mixture_law(pools: Sequence[Pool], observations: Sequence[Observation], 
 
     at_bound: dict[str, str] = {}
     while True:  # at most four rounds: gamma, eta and tau each leave once
-        # a proxy's bigram counts barely change when text repeats: no per-pool half-lives from it
+        # a proxy's bigram counts barely change when text repeats: per-pool half-lives only from trained models
         with_half_life = (np.flatnonzero(repeated) if per_pool and "tau" in free and len(pools) > 1
-                          and origin_of(observations) == "pilot_runs" else np.zeros(0, int))
+                          and origin_of(observations) in ("pilot_runs", "tiny_lm") else np.zeros(0, int))
         theta = shared_fit(free)
         if len(with_offset) + len(with_half_life):
             theta = per_pool_fit(free, theta, with_half_life)

@@ -21,7 +21,7 @@ import numpy as np
 from curation.laws import Observation, PerformanceLaw
 from curation.laws.backtest import LEVEL
 from curation.proxy import BigramProxy, token_ids
-from curation.tinylm import METRIC as TINY_LM_METRIC
+from curation.tinylm import METRIC as TINY_LM_METRIC, PilotResult, TinyLMConfig, train_pilot
 
 METRIC = "proxy_cross_entropy"
 #: The pilot models the service trains itself: ``bigram`` (:class:`curation.proxy.BigramProxy`, seconds
@@ -110,6 +110,22 @@ def proxy_observations(pool_texts: Mapping[str, Sequence[str]], target_texts: Se
         if progress:
             progress(position + 1, len(points))
     return observations
+
+
+def tiny_lm_runs(pool_documents: Mapping[str, Sequence[np.ndarray]], targets: Sequence[np.ndarray],
+                 runs: Sequence[Mapping], config: TinyLMConfig = TinyLMConfig(), *, seed: int = 0,
+                 device: str | None = None) -> list[tuple[Observation, PilotResult]]:
+    """Train a tiny LM (:func:`curation.tinylm.train_pilot`) for each run ``{"mixture", "size"}`` on pools
+    of token-id documents (:func:`curation.tinylm.tokenize`), in :func:`stream_order` with the generator
+    ``[seed, index]`` (as the service's ``pilots`` units draw run ``index``), every model from the same
+    initialisation ``seed``; the observation is the cross-entropy of ``targets``."""
+    results = []
+    for index, run in enumerate(runs):
+        stream = stream_order(pool_documents, run["mixture"], run["size"], np.random.default_rng([seed, index]))
+        result = train_pilot(stream, targets, config, seed=seed, device=device)
+        results.append((Observation(weights=dict(run["mixture"]), size=float(run["size"]), value=result.value,
+                                    origin="tiny_lm"), result))
+    return results
 
 
 def pilot_design(pool_documents: Mapping[str, int], *, runs: int = 16, sizes: Sequence[float] | None = None,

@@ -50,20 +50,28 @@ CURVE_POINTS = 32
 @dataclass(frozen=True)
 class TinyLMConfig:
     """The model and optimiser of a pilot: ``width`` x ``layers`` transformer over ``vocab_size``
-    ids, windows of ``context`` tokens, ``batch_size`` windows a step."""
+    ids, windows of ``context`` tokens, ``batch_size`` windows a step. The defaults (1.5M parameters,
+    1,024 tokens a step, peak learning rate 2e-3) keep small runs many steps long; at 5e-3, a few
+    thousand tokens seen 4 times scored worse than one pass over them on BBC News (memorisation
+    outweighing the extra steps, which no repetition half-life describes), at 2e-3 repetition
+    helped less and less, as in Muennighoff et al. (tests/curation/test_tinylm.py)."""
 
     vocab_size: int = 4096
     width: int = 128
     layers: int = 2
     heads: int = 2
     context: int = 256
-    batch_size: int = 16
+    batch_size: int = 4
     learning_rate: float = 2e-3
 
     def __post_init__(self):
         if self.vocab_size < HASHED_BUCKETS + 200 or self.width % self.heads or min(
                 self.width, self.layers, self.heads, self.context, self.batch_size) < 1 or self.learning_rate <= 0:
             raise ValueError(f"invalid tiny-LM config {self}")
+
+    #: The fewest optimiser steps a pilot run may take: fewer leave the model near its initialisation,
+    #: whatever the mixture.
+    MIN_STEPS = 8
 
     @property
     def tokens_per_step(self) -> int:
@@ -75,6 +83,13 @@ class TinyLMConfig:
         d, v = self.width, self.vocab_size
         block = 4 * d * d + 4 * d + 2 * (4 * d * d) + 4 * d + d + 4 * d  # attention, MLP, two norms
         return v * d + self.context * d + self.layers * block + 2 * d + d * v
+
+    @property
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6 per weight (forward and backward) plus attention's 6 * layers *
+        context * width (Kaplan et al. 2020); what converts one config's measured throughput to another's."""
+        weights = self.parameters - self.vocab_size * self.width - self.context * self.width  # not embeddings
+        return 6.0 * weights + 6.0 * self.layers * self.context * self.width
 
     def key(self) -> str:
         """A short digest naming this config (calibration caches)."""

@@ -264,3 +264,16 @@ def contamination_overview(*, dataset: Dataset, examples: int = 10) -> dict | No
                                                                                                         "kind")]
     return {"job": job, "counts": counts, "documents": rows.values("position").distinct().count(),
             "examples": list(rows.select_related("benchmark").order_by("position", "id")[:examples])}
+
+
+def job_pilot_runs(*, job: Job) -> tuple[list[dict], dict[int, float], str | None]:
+    """The tiny-LM pilot runs a job trained (its ``pilots`` units that hold a ``run``), in design order,
+    each run's value as the job's fit fitted it (by run index; empty without a fit) and the fitted law."""
+    outputs = JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="pilots").order_by("index")
+    runs = [o["run"] | {"value": o["observations"][0]["value"]} for o in outputs.values_list("output", flat=True)
+            if "run" in o]
+    fit = JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="fit", index=0).first()
+    fitted = {}
+    if runs and fit is not None:  # the fit's observations are the pilots' in unit order
+        fitted = {run["index"]: o["fitted"] for run, o in zip(runs, fit.output["model"]["observations"])}
+    return runs, fitted, fit.output["law"] if fit is not None else None

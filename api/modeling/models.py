@@ -36,7 +36,7 @@ class PerformanceModel(TenantOwned):
     ``kind`` is the law (:data:`curation.laws.LAWS`), chosen by ``backtest`` or asked for;
     ``parameters`` are that law's, with its fit-quality fields (band scales, observed range,
     value range, parameters that ended on a bound); ``provenance`` maps each parameter to
-    where it came from (``pilot_runs``, ``proxy`` or ``defaults``).
+    where it came from (``pilot_runs``, ``tiny_lm``, ``proxy`` or ``defaults``).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -49,7 +49,7 @@ class PerformanceModel(TenantOwned):
     parameters = models.JSONField(default=dict)
     pools = models.JSONField(default=list, help_text="[{pool, unique_documents, tokens, features...}]")
     fit_error = models.FloatField(null=True, blank=True, help_text="RMS residual over the observations")
-    provenance = models.JSONField(default=dict, help_text="{parameter: pilot_runs | proxy | defaults}")
+    provenance = models.JSONField(default=dict, help_text="{parameter: pilot_runs | tiny_lm | proxy | defaults}")
     observations = models.JSONField(default=list, help_text="[{weights, size, value, fitted, origin}]")
     backtest = models.JSONField(null=True, blank=True, help_text=(
         "how the law was chosen and how well it predicts held-out pilots: {chosen, selected_by, laws: {kind: "

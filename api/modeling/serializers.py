@@ -182,7 +182,7 @@ class PredictionSerializer(serializers.Serializer):
                                        "put back at its edge")
     budget_samples = serializers.FloatField()
     repetitions = serializers.DictField(child=serializers.FloatField())
-    provenance = serializers.DictField(child=serializers.CharField(), help_text="{parameter: pilot_runs | proxy "
+    provenance = serializers.DictField(child=serializers.CharField(), help_text="{parameter: pilot_runs | tiny_lm | proxy "
                                        "| defaults}; a default is a parameter the observations cannot identify")
     at_bound = serializers.DictField(child=serializers.CharField(), help_text="{parameter: what happened} for "
                                      "fitted parameters that ended on a bound")

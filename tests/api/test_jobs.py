@@ -38,8 +38,8 @@ def test_embed_job_writes_float16_embeddings_and_faiss_parts_per_shard(client_a,
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and body["progress"] == {"shards_done": 0, "shards_total": 4, "fraction": 0.0}
-    assert body["stages"] == [{"name": "embedding", "queue": "gpu", "units_done": 0, "units": 3},
-                              {"name": "summary", "queue": "cpu", "units_done": 0, "units": 1}]
+    assert body["stages"] == [{"name": "embedding", "queue": "gpu", "units_done": 0, "units": 3, "work": None},
+                              {"name": "summary", "queue": "cpu", "units_done": 0, "units": 1, "work": None}]
     assert dispatched == [{"job_id": body["id"], "stage": "embedding", "indices": [0, 1, 2], "queue": "gpu"}]
 
     job = run_inline(body["id"])

@@ -4,9 +4,11 @@ fit on them), ``pilot_model: tiny_lm`` in ``fit``, and the 4xx answers before an
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 from api.jobs.models import Job
 from api.modeling.models import PilotRun
+from api.tenancy.models import Membership
 from curation.demo_data import demo_benchmark, demo_corpus
 from tests.api.helpers import error_of, jsonl, upload
 from tests.api.test_jobs import run_inline
@@ -24,7 +26,7 @@ def datasets(client_a):
 
 def pilots_job(client, corpus, bench, **params):
     return client.post("/api/v1/jobs/", {"kind": "pilots", "params": {
-        "corpus": corpus["id"], "benchmarks": [bench["id"]], "pilot_runs": 6, "pilot_tokens": 6000,
+        "corpus": corpus["id"], "benchmarks": [bench["id"]], "pilot_runs": 6, "pilot_tokens": 20_000,
         "tiny_lm": TINY, **params}}, format="json")
 
 
@@ -36,7 +38,7 @@ def test_a_pilots_job_estimates_trains_and_stores_tiny_lm_pilot_runs(client_a, c
     estimate = created["estimate"]
     assert estimate["runs"] == 6 and len(estimate["per_run"]) == 6 and estimate["tokens_per_second"] > 0
     assert estimate["tokens"] == sum(r["tokens"] for r in estimate["per_run"])
-    assert max(r["tokens"] for r in estimate["per_run"]) == pytest.approx(6000, rel=0.01)
+    assert max(r["tokens"] for r in estimate["per_run"]) == pytest.approx(20_000, rel=0.01)
     assert "calibration" in estimate["throughput_source"] and estimate["seconds"] > 0
     assert [s["name"] for s in created["stages"]] == ["pilots", "summary"]
     assert created["stages"][0] == {"name": "pilots", "queue": "gpu", "units_done": 0, "units": 6, "work": None}
@@ -72,11 +74,12 @@ def test_a_pilots_job_estimates_trains_and_stores_tiny_lm_pilot_runs(client_a, c
     assert "tiny_lm" in fitted.result["provenance"].values()
 
 
-def test_fit_with_pilot_model_tiny_lm_trains_a_unit_per_run(client_a, datasets, dispatched):
+def test_fit_with_pilot_model_tiny_lm_trains_a_unit_per_run(client_a, datasets, dispatched, tenant_a,
+                                                             django_user_model):
     corpus, bench = datasets
     response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {
         "corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing", "pilot_model": "tiny_lm",
-        "pilot_runs": 10, "pilot_tokens": 8000, "tiny_lm": TINY, "law": "effective_data", "ot_sample_size": 40}},
+        "pilot_runs": 10, "pilot_tokens": 20_000, "tiny_lm": TINY, "law": "effective_data", "ot_sample_size": 40}},
         format="json")
     assert response.status_code == 202, response.json()
     assert {s["name"]: (s["units"], s["queue"]) for s in response.json()["stages"]}["pilots"] == (10, "gpu")
@@ -86,6 +89,16 @@ def test_fit_with_pilot_model_tiny_lm_trains_a_unit_per_run(client_a, datasets, 
     assert "tiny_lm" in job.result["provenance"].values()
     model = client_a.get(f"/api/v1/performance-models/{job.result['performance_model']}/").json()
     assert len(model["observations"]) == 10 and {o["origin"] for o in model["observations"]} == {"tiny_lm"}
+
+    # the console's job page: every run's loss curve, and the runs' target losses with the fit on top
+    user = django_user_model.objects.create_user(username="pilot-viewer", password="pw-pilot-viewer-1")
+    Membership.objects.create(user=user, tenant=tenant_a[0])
+    console = Client()
+    assert console.login(username="pilot-viewer", password="pw-pilot-viewer-1")
+    page = console.get(f"/console/{tenant_a[0].pk}/jobs/{job.pk}/").content.decode()
+    section = page.split('data-field="pilot-runs"')[1].split("</section>")[0]
+    assert "Pilot runs: training loss against tokens" in section and section.count("<svg") == 2
+    assert "run 9 (space_filling)" in section and "fitted (effective_data)" in section
 
 
 def test_tiny_lm_pilots_that_cannot_run_are_refused_before_any_work(client_a, datasets, tenant_a):
@@ -100,7 +113,9 @@ def test_tiny_lm_pilots_that_cannot_run_are_refused_before_any_work(client_a, da
     assert error["detail"]["limit"] == 10_000 and error["detail"]["requested"] > 10_000
     assert "pilot_runs or pilot_tokens" in error["message"]
 
-    for params, field in (({"pilot_tokens": 0}, "pilot_tokens"), ({"pilot_tokens": 100}, "pilot_tokens"),
+    # 0 tokens; a smallest run (/ 16) that holds no document (~43 tokens); one of under 8 steps of 128 tokens
+    for params, field in (({"pilot_tokens": 0}, "pilot_tokens"), ({"pilot_tokens": 600}, "pilot_tokens"),
+                          ({"pilot_tokens": 15_000}, "pilot_tokens"),
                           ({"pilot_runs": 2}, "pilot_runs"), ({"tiny_lm": {**TINY, "heads": 3}}, "tiny_lm")):
         bad = pilots_job(client_a, corpus, bench, **params)
         assert bad.status_code == 400, (params, bad.json())
@@ -111,7 +126,7 @@ def test_tiny_lm_pilots_that_cannot_run_are_refused_before_any_work(client_a, da
     assert both.status_code == 400 and "pilot_model" in error_of(both)["detail"]["fields"]
     empty = upload(client_a, "benchmarks", "empty.jsonl", jsonl([{"id": "q1", "text": "   "}]), name="empty").json()
     no_text = client_a.post("/api/v1/jobs/", {"kind": "pilots", "params": {
-        "corpus": corpus["id"], "benchmarks": [bench["id"], empty["id"]], "pilot_tokens": 6000}}, format="json")
+        "corpus": corpus["id"], "benchmarks": [bench["id"], empty["id"]]}}, format="json")
     assert no_text.status_code == 400, no_text.json()
     assert "holds no text" in str(error_of(no_text)["detail"]["fields"]["benchmarks"])
     assert Job.objects.for_tenant(tenant).count() == 0, "nothing was created"

@@ -32,6 +32,7 @@ EXAMPLES = 25
 
 _UPLOAD = ("the file's contents (format, fields, encoding, compression)", None, {"file"})
 _JOB_FIELDS = {"corpus", "budget", "model_parameters", "performance_model", "keep_fraction"}
+_PILOT_FIELDS = {"pilot_model", "pilot_tokens", "tiny_lm", "benchmarks"}
 _SCHEDULE = ("one of cron or interval_seconds, each cron field's syntax, the job template's rules",
              {"invalid_timing", "invalid_cron", "invalid_interval", "not_found", "not_enough_pilot_runs"}, _JOB_FIELDS)
 
@@ -42,8 +43,10 @@ CONTENT_RULES = {
     "POST /api/v1/corpora/": _UPLOAD,
     "POST /api/v1/benchmarks/": _UPLOAD,
     "POST /api/v1/corpora/{id}/predictions/": ("the file's contents, and its ids are the corpus's", None, {"file"}),
-    "POST /api/v1/jobs/": ("one of corpus or benchmark; a budget within its unit; a model or a corpus to fit",
-                           {"not_found", "not_enough_pilot_runs"}, _JOB_FIELDS),
+    "POST /api/v1/jobs/": ("one of corpus or benchmark; a budget within its unit; a model or a corpus to fit; "
+                           "metric or pilot_model; tiny-LM runs that hold a document and train 8 steps; heads "
+                           "dividing width; batch_size x context; benchmarks with text",
+                           {"not_found", "not_enough_pilot_runs"}, _JOB_FIELDS | _PILOT_FIELDS),
     "POST /api/v1/schedules/": _SCHEDULE,
     "PATCH /api/v1/schedules/{id}/": _SCHEDULE,
     "POST /api/v1/pilot-runs/": ("mixture weights summing to 1 over the corpus's pools", {"invalid_mixture"}, set()),

@@ -48,3 +48,20 @@ def test_contamination_and_budget_lines_say_what_was_left_out_and_why():
               "betr": {"token_fraction": 0.0417, "reason": "at most 4 times"}}
     assert summary.budget_policy_lines(policy) == [
         "Budget: 50 samples (2.14e+03 tokens)", "  prune: keep hard: abundant", "  BETR: keep 4.2% of tokens: at most 4 times"]
+
+
+def test_pilots_lines_say_who_made_the_observations_and_where_the_half_life_came_from():
+    tiny = {"origin": "tiny_lm", "observations": 20, "parameters": 1_478_144, "tokens": 1_234_567,
+            "seconds": 95.2, "tokens_per_second": 12_968.0, "device": "cpu", "metric": "tiny_lm_cross_entropy"}
+    fit = {"parameters": {"tau": 3.21}, "provenance": {"tau": "tiny_lm"}, "at_bound": {}}
+    assert summary.pilots_lines(tiny, fit) == [
+        "Pilots: 20 tiny-LM runs (1.5M parameters) on 1,234,567 tokens in 95.2 s (12,968 tokens/s on cpu)",
+        "Repetition half-life: tau = 3.21 repetitions (from tiny_lm)"]
+    proxy = {"origin": "proxy", "observations": 51, "metric": "proxy_cross_entropy"}
+    default = {"parameters": {"tau": 6.0}, "provenance": {"tau": "defaults"}, "at_bound": {}}
+    assert summary.pilots_lines(proxy, default) == [
+        "Pilots: 51 bigram-proxy observations (pilot_model tiny_lm measures repetition)",
+        "Repetition half-life: tau = 6.00 repetitions (a default: no pilot run repeats a pool enough)"]
+    user = {"origin": "pilot_runs", "observations": 30, "metric": "accuracy"}
+    assert summary.pilots_lines(user, {"parameters": {"c": 1.0}, "provenance": {}}) == [
+        "Pilots: 30 of your pilot runs of accuracy"]

@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect
 
-from api.console import selectors
+from api.console import charts, selectors
 from api.console.base import ConsoleView, PostOnlyView, page_error
 from api.console.forms import JobForm, parse_params
 from api.core.errors import ApplicationError, validated
@@ -65,6 +65,33 @@ def budget_policy(result) -> dict | None:
     return {**policy, "betr": {**policy["betr"], "token_fraction": 100 * policy["betr"]["token_fraction"]}}
 
 
+def pilot_charts(job: Job) -> dict | None:
+    """A tiny-LM job's pilot runs: the training loss against tokens of every run, and each run's
+    target loss against its size with the fit's value on top; None for jobs without such runs."""
+    runs, fitted, law = selectors.job_pilot_runs(job=job)
+    if not runs:
+        return None
+    curves = [charts.Series(f"run {r['index']} ({r['purpose']})", [(float(t), float(v)) for t, v in r["curve"]],
+                            marker=False, in_legend=len(runs) <= 12) for r in runs]
+    metric = "target cross-entropy (nats per token)"
+    measured = [charts.Series("measured", [(float(r["size"]), float(r["value"])) for r in runs], connect=False)]
+    if fitted:
+        measured.append(charts.Series(f"fitted ({law})",
+                                      [(float(r["size"]), float(fitted[r["index"]])) for r in runs if r["index"] in fitted],
+                                      connect=False, color=charts.PALETTE[3]))
+    return {
+        "curves": charts.line_chart(
+            "Pilot runs: training loss against tokens", curves, x_label="tokens trained",
+            y_label="training loss (nats per token)", x_log=True,
+            description=f"{len(runs)} tiny language models ({charts.number(runs[0]['parameters'])} parameters, "
+                        f"{runs[0]['device']}), one per designed mixture, each from the same random initialisation"),
+        "values": charts.line_chart(
+            "Pilot runs: target loss against size", measured, x_label="pilot size (documents)", y_label=metric,
+            x_log=True, description="Each run's cross-entropy on the target benchmarks"
+                                    + (" and the fitted law's value for it" if fitted else "")),
+        "tokens": sum(r["tokens"] for r in runs), "seconds": sum(r["seconds"] for r in runs), "runs": len(runs)}
+
+
 class JobDetailView(ConsoleView):
     template_name = "console/job_detail.html"
     section = "jobs"
@@ -76,7 +103,7 @@ class JobDetailView(ConsoleView):
             "params_text": json.dumps(job.params, indent=2, sort_keys=True),
             "result_text": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else "",
             "schedule": selectors.job_started_by(job=job),
-            "budget_policy": budget_policy(job.result),
+            "budget_policy": budget_policy(job.result), "pilots": pilot_charts(job),
         })
 
 

@@ -27,7 +27,6 @@ from api.jobs.models import Job
 from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from curation import plans
 from curation.laws import LAWS, budget_in_samples
-from curation.pilots import tiny_lm_design
 from curation.pools import DECILES
 from curation.steps import PoolSpec, ScoreRef
 from curation.steps.model import FitParams as FitStepParams, MixtureParams as MixtureStepParams
@@ -151,15 +150,11 @@ def pilot_params(params: dict) -> dict:
             "pilot_tokens": params.get("pilot_tokens", 1_000_000), "tiny_lm": config_of(params)}
 
 
-def pilot_estimate(tenant, params: dict) -> dict | None:
-    """:func:`api.jobs.kinds.tinylm.check_and_estimate` for a kind that fits on ``params['corpus']``."""
-    if not params.get("corpus"):
-        return None
+def pilot_estimate(tenant, params: dict, fit: FitStepParams) -> dict | None:
+    """:func:`api.jobs.kinds.tinylm.check_and_estimate` of the pilots ``fit`` (its plan's) trains."""
     corpus = Dataset.objects.for_tenant(tenant).get(pk=params["corpus"])
     benchmarks = [Dataset.objects.for_tenant(tenant).get(pk=b) for b in params["benchmarks"]]
-    largest = params.get("pilot_tokens", 1) / max(corpus.tokens_per_sample, 1.0)
-    return check_and_estimate(tenant, corpus, benchmarks, params, lambda pools: tiny_lm_design(
-        pools, runs=params["pilot_runs"], largest=largest, seed=params["seed"]))
+    return check_and_estimate(tenant, corpus, benchmarks, params, fit.tiny_lm_design)
 
 
 def mixture_params(params: dict) -> MixtureStepParams:
@@ -198,7 +193,9 @@ class RecordsModels(JobKind):
     their tiny-LM pilot units record the workers' throughput for later estimates."""
 
     def estimate(self, *, tenant, params):
-        return pilot_estimate(tenant, params)
+        if not params.get("corpus"):  # a mixture of a stored model trains nothing
+            return None
+        return pilot_estimate(tenant, params, fit_params(tenant.pk, params))
 
     def record(self, *, job, stage, output):
         if stage == "pilots" and "run" in output:

@@ -46,12 +46,16 @@ class PilotsKind(JobKind):
                 "benchmarks": [str(b.pk) for b in benchmarks]}
 
     def estimate(self, *, tenant, params):
-        return pilot_estimate(tenant, params)
+        return pilot_estimate(tenant, params, self.fit(tenant.pk, params))
 
     def plan(self, *, tenant_id, params):
+        return plans.pilots_plan(self.fit(tenant_id, params))
+
+    @staticmethod
+    def fit(tenant_id, params: dict) -> FitParams:
+        """The pilots as a fit's (source pools; the embedder is never used: no OT)."""
         corpus, benchmarks = corpus_and_benchmarks(tenant_id, params)
-        return plans.pilots_plan(FitParams(corpus, benchmarks, DEFAULT_EMBEDDER, seed=params["seed"],
-                                           **pilot_params(params)))
+        return FitParams(corpus, benchmarks, DEFAULT_EMBEDDER, seed=params["seed"], **pilot_params(params))
 
     def record(self, *, job, stage, output):
         """Each run as a PilotRun (one per unit: a redelivered unit updates it); the summary names the metric."""

@@ -3,8 +3,10 @@ and the estimate of what the runs cost before any work (:mod:`curation.tinylm`).
 
 The estimate converts each run's size to tokens at the corpus's tokens per document and
 divides by the training throughput of the model's config: the one the workers last measured
-(every finished tiny-LM unit records its tokens per second, per device), else a short
-calibration run on this host (:func:`curation.tinylm.measure_throughput`), cached for a day.
+for it (every finished tiny-LM unit records its tokens per second), else a short calibration
+run of the default config on this host (:func:`curation.tinylm.measure_throughput`, cached
+for a day) scaled by training FLOPs per token (:attr:`~curation.tinylm.TinyLMConfig.flops_per_token`),
+so that no request makes the web process train a large model.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from curation.pools import DECILES
 from curation.tinylm import TinyLMConfig, measure_throughput
 
 CALIBRATION_SECONDS = 24 * 3600  # how long a calibration run on the web host stays cached
+MAX_TOKENS_PER_STEP = 16_384
 DEFAULT_CONFIG = TinyLMConfig()
 
 
@@ -27,17 +30,21 @@ class TinyLMParams(serializers.Serializer):
     """The tiny LM of every pilot run (defaults: :class:`curation.tinylm.TinyLMConfig`)."""
 
     vocab_size = StrictIntegerField(default=DEFAULT_CONFIG.vocab_size, min_value=1024, max_value=30522)
-    width = StrictIntegerField(default=DEFAULT_CONFIG.width, min_value=16, max_value=1024)
-    layers = StrictIntegerField(default=DEFAULT_CONFIG.layers, min_value=1, max_value=12)
+    width = StrictIntegerField(default=DEFAULT_CONFIG.width, min_value=16, max_value=512)
+    layers = StrictIntegerField(default=DEFAULT_CONFIG.layers, min_value=1, max_value=8)
     heads = StrictIntegerField(default=DEFAULT_CONFIG.heads, min_value=1, max_value=16)
-    context = StrictIntegerField(default=DEFAULT_CONFIG.context, min_value=16, max_value=2048)
-    batch_size = StrictIntegerField(default=DEFAULT_CONFIG.batch_size, min_value=1, max_value=512,
-                                    help_text="windows of context tokens a step")
+    context = StrictIntegerField(default=DEFAULT_CONFIG.context, min_value=16, max_value=1024)
+    batch_size = StrictIntegerField(default=DEFAULT_CONFIG.batch_size, min_value=1, max_value=64, help_text=(
+        f"windows of context tokens a step; batch_size x context at most {MAX_TOKENS_PER_STEP} (the logits of a "
+        "step stay under 2 GB)"))
     learning_rate = StrictFloatField(default=DEFAULT_CONFIG.learning_rate, min_value=1e-5, max_value=0.1)
 
     def validate(self, data):
         if data["width"] % data["heads"]:
             raise serializers.ValidationError({"heads": f"width {data['width']} must be a multiple of heads"})
+        if data["batch_size"] * data["context"] > MAX_TOKENS_PER_STEP:
+            raise serializers.ValidationError({"batch_size": f"batch_size x context is at most "
+                                                             f"{MAX_TOKENS_PER_STEP}"})
         return data
 
 
@@ -76,12 +83,14 @@ def _throughput(config: TinyLMConfig) -> dict:
     measured = cache.get(_key(config, "worker"))
     if measured:
         return measured | {"source": f"measured by a worker's pilot runs on {measured['device']}"}
-    calibrated = cache.get(_key(config, "calibration"))
+    calibrated = cache.get(_key(DEFAULT_CONFIG, "calibration"))
     if not calibrated:
-        calibrated = measure_throughput(config)
-        cache.set(_key(config, "calibration"), calibrated, CALIBRATION_SECONDS)
-    return calibrated | {"source": f"a calibration run on the web host ({calibrated['device']}); workers' own "
-                                   "throughput replaces it after their first pilot run"}
+        calibrated = measure_throughput(DEFAULT_CONFIG)
+        cache.set(_key(DEFAULT_CONFIG, "calibration"), calibrated, CALIBRATION_SECONDS)
+    scaled = calibrated["tokens_per_second"] * DEFAULT_CONFIG.flops_per_token / config.flops_per_token
+    return calibrated | {"tokens_per_second": scaled, "source": (
+        f"a calibration run of the default model on the web host ({calibrated['device']}), scaled by training "
+        "FLOPs per token; the workers' own throughput replaces it after their first pilot run")}
 
 
 def _key(config: TinyLMConfig, kind: str) -> str:
@@ -104,11 +113,13 @@ def check_and_estimate(tenant, corpus: Dataset, benchmarks: list[Dataset], param
         if benchmark.tokens < 1:
             raise validation_error({"benchmarks": {position: f"benchmark {benchmark.name!r} holds no text: a tiny "
                                                              "LM is scored on the cross-entropy of its texts"}})
-    per_document = corpus.tokens_per_sample
-    if params["pilot_tokens"] / 16 < per_document:
+    per_document, config = corpus.tokens_per_sample, config_of(params)
+    smallest = max(per_document, config.MIN_STEPS * config.tokens_per_step)
+    if params["pilot_tokens"] / 16 < smallest:
         raise validation_error({"pilot_tokens": f"the smallest pilot run (pilot_tokens / 16) must hold a document "
-                                                f"({per_document:.0f} tokens on this corpus): give at least "
-                                                f"{int(16 * per_document) + 1}"})
+                                                f"({per_document:.0f} tokens on this corpus) and train for "
+                                                f"{config.MIN_STEPS} steps of {config.tokens_per_step} tokens: give "
+                                                f"at least {int(16 * smallest) + 1}"})
     runs = design(pool_documents_estimate(corpus, bool(params.get("quality_pools"))))
     tokens = [int(round(run["size"] * per_document)) for run in runs]
     if sum(tokens) > tenant.max_pilot_tokens:
@@ -118,7 +129,6 @@ def check_and_estimate(tenant, corpus: Dataset, benchmarks: list[Dataset], param
                                detail={"quota": "pilot_tokens", "requested": sum(tokens),
                                        "limit": tenant.max_pilot_tokens, "field": "params.pilot_tokens"},
                                status_code=403)
-    config = config_of(params)
     speed = _throughput(config)
     rate = speed["tokens_per_second"]
     return {"kind": "tiny_lm_pilots", "runs": len(runs), "parameters": config.parameters, "tokens": sum(tokens),

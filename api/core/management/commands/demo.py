@@ -156,6 +156,7 @@ class Command(BaseCommand):
         self.stdout.write("OT distance of each pool to the benchmark (lower is closer): "
                           + ", ".join(f"{k} {v:.3f}" for k, v in sorted(stages["ot"].items(), key=lambda i: i[1])[:5])
                           + (" ..." if len(stages["ot"]) > 5 else ""))
+        self.stdout.write("\n".join(summary.pilots_lines(stages["pilots"], stages["fit"])))
         self.stdout.write(f"\nMixture {result['mixture']} at {budget:g} samples")
         self.stdout.write("\n".join(summary.pool_table(result["pools"])))
         self.stdout.write("\n" + summary.prediction_line(result["predicted"]))
