@@ -6,7 +6,9 @@ Before each job unit the worker child touches a marker file in ``$FAULT_MARK_DIR
 (``<stage>-<index>-<pid>-<ns>``) and then sleeps as ``$FAULT_UNIT_SECONDS`` says: the
 test sees exactly when a unit has started and has that long to break something under it.
 ``FAULT_UNIT_SECONDS="0.3,embedding-2=8"``: every unit lingers 0.3 s, unit 2 of
-``embedding`` 8 s (the first time it runs; a redelivery lingers 0.3 s).
+``embedding`` 8 s (the first time it runs; a redelivery lingers 0.3 s), or until the test
+creates ``release-embedding-2`` in ``$FAULT_MARK_DIR``, whichever comes first: a test that
+can tell when its fault is over need not wait out the whole bound.
 """
 from __future__ import annotations
 
@@ -33,4 +35,9 @@ def _announce_and_linger(task=None, args=None, **kwargs) -> None:
     (marks / f"{unit}-{os.getpid()}-{time.time_ns()}").touch()
     default, *special = os.environ.get("FAULT_UNIT_SECONDS", "0").split(",")
     lingers = dict(item.split("=") for item in special)
-    time.sleep(float(lingers[unit]) if first and unit in lingers else float(default))
+    if not (first and unit in lingers):
+        time.sleep(float(default))
+        return
+    deadline = time.monotonic() + float(lingers[unit])
+    while time.monotonic() < deadline and not (marks / f"release-{unit}").exists():
+        time.sleep(0.05)

@@ -216,6 +216,15 @@ class Faults:
         return _wait(lambda: next(iter(sorted(self.marks.glob(f"{stage}-{index}-*"))), None), timeout,
                      f"unit {stage}[{index}] to start")
 
+    def release_once_reconnected(self, worker: subprocess.Popen, unit: str, timeout: float = 15) -> None:
+        """Wait for the worker to have connected to its broker again (a second "Connected to"
+        in its log: the first was at boot), then let the lingering ``unit`` go on."""
+        log = self.tmp_path / f"worker-{self.workers.index(worker)}.log"
+        connected = f"@127.0.0.1:{self.redis.port}/"  # "Connected to redis://:**@127.0.0.1:<port>/0"
+        _wait(lambda: sum(connected in line for line in log.read_text(errors="replace").splitlines()
+                          if "Connected to " in line) >= 2, timeout, "the worker to reconnect to its broker")
+        (self.marks / f"release-{unit}").touch()
+
     def wait_until_finished(self, job: Job, timeout: float) -> Job:
         def finished():
             current = Job.unscoped_objects.get(pk=job.pk)
@@ -299,7 +308,7 @@ def test_redis_fault_mid_unit(faults, fault):
     """The worker rides out its broker going away while it holds a unit: it reconnects
     while the unit still runs, acknowledges it afterwards, and finishes the job."""
     reference = faults.clean_run()
-    worker = faults.start_worker(lingers=12)  # the unit outlasts the outage and the reconnection
+    worker = faults.start_worker(lingers=15)  # at most: until the reconnection, within the soft time limit
     job = faults.start_job()
     faults.wait_for_unit("embedding", 2)
     if fault == "restarted":
@@ -308,6 +317,7 @@ def test_redis_fault_mid_unit(faults, fault):
         faults.redis.kill()
         time.sleep(5)
         faults.redis.start()
+    faults.release_once_reconnected(worker, "embedding-2")  # the unit ends only after the reconnection
     job = faults.wait_until_finished(job, timeout=60)
     _assert_alive(worker)
     faults.assert_completed_cleanly(job, reference)
