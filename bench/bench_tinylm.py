@@ -9,8 +9,8 @@
    in the largest run, from the measured throughput (the estimate the API gives before a job).
 3. The ranking experiment (issue 13, larger than the test): BBC News's five sources as pools, two
    MMLU groups as the target; tiny-LM pilots at three sizes fit the laws (``select_law``), 16
-   held-out Dirichlet(0.3) and Dirichlet(1) mixtures at 4x the largest pilot size are trained with
-   the same trainer;
+   held-out Dirichlet(0.3) mixtures (``--concentrations 0.3 1`` adds Dirichlet(1)) at 4x the
+   largest pilot size are trained with the same trainer;
    Spearman between predicted and measured target loss, and the time it took.
 
     .venv/bin/python bench/bench_tinylm.py
@@ -38,7 +38,8 @@ def gpt2_step_runner(config, device: str, steps: int):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=config.vocab_size, n_positions=config.context,
                                        n_embd=config.width, n_layer=config.layers, n_head=config.heads,
-                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).to(device)
+                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
+                                       eos_token_id=0)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95))
     batch = torch.randint(2, config.vocab_size, (config.batch_size, config.context), device=device)
 
@@ -48,7 +49,7 @@ def gpt2_step_runner(config, device: str, steps: int):
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        return float(loss)
+        return float(loss.detach())
 
     return run
 
@@ -141,7 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-ranking", action="store_true")
-    parser.add_argument("--pilot-docs", type=int, default=64, help="the smallest pilot size of the ranking run")
+    parser.add_argument("--pilot-docs", type=int, default=32, help="the smallest pilot size of the ranking run")
+    parser.add_argument("--concentrations", type=float, nargs="+", default=[0.3],
+                        help="Dirichlet concentrations of the held-out mixtures")
     args = parser.parse_args()
     import torch
 
@@ -153,7 +156,7 @@ def main() -> None:
     speed = throughput(run, devices, args.rounds)
     design_cost(speed)
     if not args.skip_ranking:
-        for concentration in (0.3, 1.0):
+        for concentration in args.concentrations:
             ranking(TinyLMConfig(width=64, vocab_size=2048, context=128, batch_size=8), args.pilot_docs, runs=24,
                     heldout=16, seed=0, concentration=concentration)
     run.finish()

@@ -109,7 +109,9 @@ def pilots_lines(pilots: Mapping, fit: Mapping) -> list[str]:
     tau = (fit.get("parameters") or {}).get("tau")
     if tau is not None:
         source = fit["provenance"].get("tau", "defaults")
-        bound = f"; on its bound: {fit['at_bound']['tau']}" if "tau" in (fit.get("at_bound") or {}) else ""
-        told = "a default: no pilot run repeats a pool enough" if source == "defaults" else f"from {source}"
-        lines.append(f"Repetition half-life: tau = {tau:.2f} repetitions ({told}{bound})")
+        if "tau" in (fit.get("at_bound") or {}):
+            told = f"not identified: {fit['at_bound']['tau']}"
+        else:
+            told = "a default: no pilot run repeats a pool" if source == "defaults" else f"from {source}"
+        lines.append(f"Repetition half-life: tau = {tau:.2f} repetitions ({told})")
     return lines

@@ -111,15 +111,14 @@ def _tokenizer_and_table(vocab_size: int):
     pieces = path.read_text(encoding="utf-8").split("\n")
     pieces = pieces[:-1] if pieces and pieces[-1] == "" else pieces
     direct = vocab_size - HASHED_BUCKETS
-    table = np.full(len(pieces), UNKNOWN, dtype=np.int64)
-    next_id = 2
+    special = [p.startswith("[") and p.endswith("]") for p in pieces]  # [PAD], [unused0], [CLS], ...
     ascii_chars = [i for i, p in enumerate(pieces) if len(p) == 1 and 33 <= ord(p) < 127]
-    words = [i for i, p in enumerate(pieces) if not (p.startswith("[") and p.endswith("]")) and i not in
-             set(ascii_chars) and not (len(p) == 1 and not 33 <= ord(p) < 127)]
-    for i in ascii_chars + words[:direct - 2 - len(ascii_chars)]:
-        table[i], next_id = next_id, next_id + 1
-    rest = np.array(words[direct - 2 - len(ascii_chars):] +
-                    [i for i, p in enumerate(pieces) if len(p) == 1 and not 33 <= ord(p) < 127], dtype=np.int64)
+    other_chars = [i for i, p in enumerate(pieces) if len(p) == 1 and not 33 <= ord(p) < 127]
+    words = [i for i, p in enumerate(pieces) if len(p) > 1 and not special[i]]
+    kept = ascii_chars + words[:direct - 2 - len(ascii_chars)]
+    table = np.full(len(pieces), UNKNOWN, dtype=np.int64)
+    table[kept] = np.arange(2, 2 + len(kept))
+    rest = np.array(words[len(kept) - len(ascii_chars):] + other_chars, dtype=np.int64)
     table[rest] = direct + (rest * 2654435761 % HASHED_BUCKETS)
     tokenizer = BertWordPieceTokenizer(str(path), lowercase=True)
     return tokenizer, table

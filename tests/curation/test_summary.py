@@ -61,7 +61,13 @@ def test_pilots_lines_say_who_made_the_observations_and_where_the_half_life_came
     default = {"parameters": {"tau": 6.0}, "provenance": {"tau": "defaults"}, "at_bound": {}}
     assert summary.pilots_lines(proxy, default) == [
         "Pilots: 51 bigram-proxy observations (pilot_model tiny_lm measures repetition)",
-        "Repetition half-life: tau = 6.00 repetitions (a default: no pilot run repeats a pool enough)"]
+        "Repetition half-life: tau = 6.00 repetitions (a default: no pilot run repeats a pool)"]
+    bound = {"parameters": {"tau": 6.0}, "provenance": {"tau": "defaults"},
+             "at_bound": {"tau": "fit ended on its bound 0.05: the observations do not identify it; the default 6 is "
+                                 "used"}}
+    assert summary.pilots_lines(tiny, bound)[1] == (
+        "Repetition half-life: tau = 6.00 repetitions (not identified: fit ended on its bound 0.05: the "
+        "observations do not identify it; the default 6 is used)")
     user = {"origin": "pilot_runs", "observations": 30, "metric": "accuracy"}
     assert summary.pilots_lines(user, {"parameters": {"c": 1.0}, "provenance": {}}) == [
         "Pilots: 30 of your pilot runs of accuracy"]
