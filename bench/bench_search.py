@@ -7,14 +7,14 @@ same mixture. For every size (default 10k, 100k, 1M), in one fresh Python proces
 
 Top-k (``k = 10`` for each of the queries, over all ``n`` keys):
 
-- ``ours``: ``kernels.topk.cosine_topk(queries, keys, 10)`` (numpy in: FAISS per key block);
+- ``ours``: ``numeric_kernels.topk.cosine_topk(queries, keys, 10)`` (numpy in: FAISS per key block);
 - ``faiss``: ``faiss.IndexFlatIP`` (``add`` once before the rounds; ``search`` is timed);
 - ``numpy``: ``queries @ keys.T`` then ``np.argpartition`` + sort of the k best, on the whole
   (q x n) matrix, or on query chunks where that matrix would exceed ``--numpy-max-mb``.
 
 Spherical k-means (``--clusters`` clusters, ``--iters`` iterations, one initialisation each):
 
-- ``ours``: ``kernels.kmeans.spherical_kmeans(x, k, n_iter, n_init=1)`` (k-means++ seeding,
+- ``ours``: ``numeric_kernels.kmeans.spherical_kmeans(x, k, n_iter, n_init=1)`` (k-means++ seeding,
   FAISS iterations on every point, final assignment);
 - ``faiss``: ``faiss.Kmeans(d, k, niter, spherical=True)`` trained on every point (its default
   subsamples to 256 points per centroid; switched off to do the same work), then assignment;
@@ -94,7 +94,7 @@ def topk_methods(queries, keys, numpy_max_mb: float):
     import faiss
     import numpy as np
 
-    from kernels.topk import cosine_topk
+    from numeric_kernels.topk import cosine_topk
 
     def ours():
         return cosine_topk(queries, keys, K).indices
@@ -124,7 +124,7 @@ def topk_methods(queries, keys, numpy_max_mb: float):
 def kmeans_methods(x, clusters: int, iters: int, sklearn_max: int):
     import faiss
 
-    from kernels.kmeans import spherical_kmeans
+    from numeric_kernels.kmeans import spherical_kmeans
 
     def ours():
         result = spherical_kmeans(x, clusters, n_iter=iters, n_init=1, seed=0)
@@ -169,7 +169,7 @@ def _child(n: int, args: argparse.Namespace) -> dict:
     import sklearn.cluster  # noqa: F401 - loads its OpenMP runtime before the limit below
     from threadpoolctl import threadpool_limits
 
-    import kernels.topk  # noqa: F401 - loads torch's OpenMP runtime
+    import numeric_kernels.topk  # noqa: F401 - loads torch's OpenMP runtime
 
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)  # every BLAS and OpenMP pool loaded: the same threads for all methods
@@ -209,10 +209,10 @@ def _child(n: int, args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------- main
 
 LABELS = {
-    ("topk", "ours"): "ours: `kernels.topk.cosine_topk`",
+    ("topk", "ours"): "ours: `numeric_kernels.topk.cosine_topk`",
     ("topk", "faiss"): "faiss: `IndexFlatIP.search`",
     ("topk", "numpy"): "numpy: matmul + `argpartition`",
-    ("kmeans", "ours"): "ours: `kernels.kmeans.spherical_kmeans`",
+    ("kmeans", "ours"): "ours: `numeric_kernels.kmeans.spherical_kmeans`",
     ("kmeans", "faiss"): "faiss: `faiss.Kmeans(spherical=True)`",
     ("kmeans", "sklearn"): "scikit-learn: `KMeans` (lloyd)",
 }

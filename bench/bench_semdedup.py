@@ -4,7 +4,7 @@ Input: ``n`` deterministic synthetic embeddings of dimension 384 (unit rows): ``
 random topic directions, each document a topic plus Gaussian noise (cosine to its topic
 ~0.6, to another document of its topic ~0.36), and 5% of the documents near-copies of
 another one (cosine ~0.999). Both methods cluster with the same
-``kernels.kmeans.spherical_kmeans(x, k, seed=0)`` (``k = n / docs-per-cluster``; SemDeDup's
+``numeric_kernels.kmeans.spherical_kmeans(x, k, seed=0)`` (``k = n / docs-per-cluster``; SemDeDup's
 default is ``n / 100``, larger clusters show the all-pairs matrices' memory) and apply the same rule
 (within a cluster, in increasing similarity to the centroid, a document is a duplicate
 when an earlier one has cosine >= 1 - eps):
@@ -97,7 +97,7 @@ def _child(mode: str, n: int, k: int, eps: float, threads: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     import curation.semdedup as semdedup_module
-    from kernels.kmeans import spherical_kmeans
+    from numeric_kernels.kmeans import spherical_kmeans
 
     if threads:
         threadpool_limits(threads)

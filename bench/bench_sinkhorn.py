@@ -1,4 +1,4 @@
-"""Sinkhorn benchmark: ``kernels.sinkhorn.solve`` against POT's fastest method on the same problem.
+"""Sinkhorn benchmark: ``numeric_kernels.sinkhorn.solve`` against POT's fastest method on the same problem.
 
 The problem is the one :func:`curation.ot.embedding_distance` solves by default: two
 clouds of n = m points in dimension 384 (20 Gaussian clusters, L2-normalised, the target
@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import Run, interleave, measure  # noqa: E402  (bench/ is on sys.path: run as a script)
-from kernels.sinkhorn import solve  # noqa: E402
+from numeric_kernels.sinkhorn import solve  # noqa: E402
 
 DIM, REG, TOL, METRIC = 384, 0.05, 1e-6, "cosine"
 CACHE = Path(__file__).resolve().parent.parent / "var" / "test-cache"

@@ -14,7 +14,7 @@ Four steps, each usable on its own (DESIGN.md 3.3):
 
    (max aggregation; each example is its own target, never a centroid). Only the
    top-``k`` of every example is computed (FAISS exhaustive inner-product search through
-   :func:`kernels.topk.cosine_topk`), never the ``m x n`` similarity matrix.
+   :func:`numeric_kernels.topk.cosine_topk`), never the ``m x n`` similarity matrix.
 2. :func:`label_sample` - the top 10% of the sample by ``S`` are positives, the rest
    negatives, downsampled (seeded) to as many as there are positives.
 3. :func:`train_classifier` - a fastText classifier (word 1-2-grams) learns positives
@@ -51,7 +51,7 @@ import fasttext
 import numpy as np
 
 from curation.stores import VectorStore
-from kernels.topk import TopK, cosine_topk
+from numeric_kernels.topk import TopK, cosine_topk
 
 logger = logging.getLogger(__name__)
 

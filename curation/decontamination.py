@@ -16,7 +16,7 @@ Two detectors, each run one corpus shard at a time against every benchmark:
   word); every hit is then checked word by word, so a hash collision can never flag a document.
 - **semantic near-duplicates**: a document whose embedding has cosine similarity at least
   ``semantic`` (0.9 by default) with a benchmark example's. Exact: each document's nearest
-  example by :func:`kernels.topk.cosine_topk` over the shard's embeddings
+  example by :func:`numeric_kernels.topk.cosine_topk` over the shard's embeddings
   (:func:`semantic_matches`); through the corpus's FAISS store (:func:`store_matches`): each
   example's nearest documents, ``k`` doubled until the ``k``-th is below the threshold.
 
@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kernels.topk import cosine_topk
+from numeric_kernels.topk import cosine_topk
 
 NGRAM = 13
 MIN_WORDS = 8
@@ -245,7 +245,7 @@ def _check_threshold(threshold: float) -> None:
 
 def semantic_matches(documents: np.ndarray, items: np.ndarray, threshold: float = SEMANTIC) -> SemanticMatches:
     """Exact: every document (n, d) whose nearest example of ``items`` (m, d) (unit rows) has cosine
-    >= ``threshold``, by :func:`kernels.topk.cosine_topk` (blocked, never all pairs at once)."""
+    >= ``threshold``, by :func:`numeric_kernels.topk.cosine_topk` (blocked, never all pairs at once)."""
     _check_threshold(threshold)
     if len(documents) == 0 or len(items) == 0:
         return SemanticMatches(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))

@@ -1,7 +1,7 @@
 r"""Optimal-transport distances between sets of embeddings (DESIGN.md 3.4).
 
 The distance reported between a source pool :math:`X` and a target benchmark :math:`Y`
-is the debiased Sinkhorn divergence (:func:`kernels.sinkhorn.sinkhorn_divergence`)
+is the debiased Sinkhorn divergence (:func:`numeric_kernels.sinkhorn.sinkhorn_divergence`)
 between uniform measures on seeded bootstrap resamples of both sets:
 
 .. math::
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from curation.pipeline import ShardedRows
-from kernels.sinkhorn import cost_matrix, sinkhorn_divergence
+from numeric_kernels.sinkhorn import cost_matrix, sinkhorn_divergence
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def embedding_distance(
     class_sample_size : int
         Points per class used for the class-to-class distances.
     max_iter, tol
-        Passed to :func:`kernels.sinkhorn.solve` (``tol`` bounds the L2 marginal error of
+        Passed to :func:`numeric_kernels.sinkhorn.solve` (``tol`` bounds the L2 marginal error of
         each plan; 1e-6 is far below the resampling noise).
 
     Returns

@@ -4,7 +4,7 @@ Kang et al. (2023), "Performance Scaling via Optimal Transport: Enabling Data Se
 from Partially Revealed Sources" (NeurIPS 2023). A mixture :math:`p \in \Delta_k` of
 :math:`k` source pools is the measure that puts mass :math:`p_i / n_i` on each of the
 :math:`n_i` (subsampled) embeddings of pool :math:`i`; :math:`\mathrm{OT}(p)` is the entropic
-OT objective (:func:`kernels.sinkhorn.solve`, ``value_regularized``) between that measure
+OT objective (:func:`numeric_kernels.sinkhorn.solve`, ``value_regularized``) between that measure
 and the uniform measure on the target's embeddings.
 
 Stage 1, at each pilot size :math:`N`, a least-squares fit over pilot mixtures of
@@ -57,7 +57,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kernels.sinkhorn import cost_matrix, solve
+from numeric_kernels.sinkhorn import cost_matrix, solve
 
 
 def project_to_simplex(v) -> np.ndarray:
@@ -113,7 +113,7 @@ class MixtureOT:
     reg : float
         Entropic regularisation, in cost units.
     tol, max_iter
-        Sinkhorn stopping rule (:func:`kernels.sinkhorn.solve`); the gradient is as
+        Sinkhorn stopping rule (:func:`numeric_kernels.sinkhorn.solve`); the gradient is as
         accurate as the marginals.
     max_points : int, optional
         Seeded subsample of at most this many points per pool and for the target.

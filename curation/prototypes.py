@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.semdedup import SemDeDupResult, semdedup
-from kernels.kmeans import spherical_kmeans
+from numeric_kernels.kmeans import spherical_kmeans
 
 KEEP_VALUES = ("hard", "easy")
 

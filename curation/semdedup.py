@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.kmeans import spherical_kmeans
+from numeric_kernels.kmeans import spherical_kmeans
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ import numpy as np
 
 from curation.pipeline import load_embeddings
 from curation.storage import LocalStorage, Storage
-from kernels.topk import TopK, cosine_topk, merge_topk
+from numeric_kernels.topk import TopK, cosine_topk, merge_topk
 
 EXACT_MAX_VECTORS = 50_000
 KINDS = ("auto", "flat", "ivf_sq8", "hnsw")

@@ -1,4 +1,4 @@
-"""Import layering: ``curation`` and ``kernels`` are pure libraries, ``api`` never imports ``workers``."""
+"""Import layering: ``curation`` and ``numeric_kernels`` are pure libraries, ``api`` never imports ``workers``."""
 from __future__ import annotations
 
 import ast
@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("django", "celery", "kombu", "rest_framework", "drf_spectacular", "django_celery_beat", "api", "workers")
-FORBIDDEN = {"curation": FRAMEWORKS, "kernels": FRAMEWORKS, "api": ("workers",)}
+FORBIDDEN = {"curation": FRAMEWORKS, "numeric_kernels": FRAMEWORKS, "api": ("workers",)}
 
 
 def imported_modules(tree: ast.AST):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from curation.ot import distance_table, embedding_distance
-from kernels.sinkhorn import sinkhorn_divergence
+from numeric_kernels.sinkhorn import sinkhorn_divergence
 
 
 @pytest.fixture(autouse=True)

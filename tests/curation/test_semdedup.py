@@ -27,7 +27,7 @@ def test_matches_the_brute_force_rule_with_small_blocks():
     x = np.concatenate([base, base[:20] + 0.01 * rng.normal(size=(20, 16))])
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     result = semdedup(x, eps=0.01, k=4, block=7)
-    from kernels.kmeans import spherical_kmeans
+    from numeric_kernels.kmeans import spherical_kmeans
 
     clusters = spherical_kmeans(x.astype(np.float32), 4, seed=0)
     np.testing.assert_array_equal(result.kept, _reference(x.astype(np.float32), clusters.labels_,

@@ -5,7 +5,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from kernels.kmeans import spherical_kmeans
+from numeric_kernels.kmeans import spherical_kmeans
 
 
 def _clusters(seed=0, k=8, per=200, d=32, spread=0.15):

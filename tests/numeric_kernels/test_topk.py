@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.topk import TopK, cosine_topk, merge_topk
+from numeric_kernels.topk import TopK, cosine_topk, merge_topk
 
 
 def _unit(rng, n, d=48, dtype=np.float32):

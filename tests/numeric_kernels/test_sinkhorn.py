@@ -1,11 +1,11 @@
-"""kernels.sinkhorn against POT on the same inputs, and its own invariants."""
+"""numeric_kernels.sinkhorn against POT on the same inputs, and its own invariants."""
 import numpy as np
 import ot
 import pytest
 import torch
 
-from kernels import sinkhorn
-from kernels.sinkhorn import cost_matrix, sinkhorn_divergence, solve
+from numeric_kernels import sinkhorn
+from numeric_kernels.sinkhorn import cost_matrix, sinkhorn_divergence, solve
 
 
 @pytest.fixture(autouse=True)
