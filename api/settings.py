@@ -198,7 +198,17 @@ API_KEY_MAX_FAILURES_PER_KEY = env_int("API_KEY_MAX_FAILURES_PER_KEY", 20)
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
 # --- artifact store and ingest limits -------------------------------------------------
+# Local disk (one host) unless ARTIFACT_URL names an S3-compatible bucket (s3://bucket/prefix):
+# then hosts share only the bucket; endpoint (MinIO, Ceph) and region here, credentials from the
+# standard AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an instance/pod role.
 ARTIFACT_ROOT = Path(os.environ.get("ARTIFACT_ROOT", VAR_DIR / "artifacts"))
+ARTIFACT_URL = os.environ.get("ARTIFACT_URL", "")
+S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL", "")
+S3_REGION = os.environ.get("S3_REGION", "")
+# Each host's private cache of objects that libraries need as files (FAISS, fastText), bounded
+# in bytes (least recently used evicted); uploads are staged in its scratch/ folder.
+ARTIFACT_CACHE_DIR = Path(os.environ.get("ARTIFACT_CACHE_DIR", VAR_DIR / "artifact-cache"))
+ARTIFACT_CACHE_BYTES = env_int("ARTIFACT_CACHE_BYTES", 20 * 1024**3)
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)  # per file, compressed and inflated
 # A gzip upload inflates to at most this many times its size (at least 1 MiB): text compresses
 # 3-10x, a gzip bomb ~1000x. Past it, the upload is refused (file_too_large) before more is read.

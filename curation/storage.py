@@ -16,9 +16,11 @@ folder. Layout under a tenant::
     jobs/<job>/<name>                                          job-level artifacts
     mixtures/<mixture>/manifest.parquet                        selected documents
 
-:class:`LocalStorage` keeps artifacts on the local filesystem; an object store
-implements the same methods (``local_path`` then downloads into a bounded cache and
-``writer`` uploads on close).
+:class:`LocalStorage` keeps artifacts on the local filesystem; :class:`curation.s3.S3Storage`
+in an S3-compatible object store (``local_path`` then downloads into a bounded cache and
+``writer`` uploads on close). Both raise ``FileNotFoundError`` for a missing object,
+:class:`StorageDenied` when the store refuses access and :class:`StorageUnavailable` when it
+cannot be reached.
 """
 from __future__ import annotations
 
@@ -116,6 +118,15 @@ class Keys:
     def training_dataset(mixture_id: object) -> str:
         """The folder of the training-ready dataset's shards and ``dataset.json`` (:mod:`curation.dataset`)."""
         return key("mixtures", mixture_id, "dataset")
+
+
+class StorageDenied(PermissionError):
+    """The store refused access (credentials, bucket policy, a missing bucket): permanent, so
+    the unit fails with this message, which names the bucket."""
+
+
+class StorageUnavailable(ConnectionError):
+    """The store did not answer after the client's retries: transient, the unit is retried later."""
 
 
 class Storage:

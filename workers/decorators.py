@@ -12,12 +12,14 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from kombu.exceptions import OperationalError as BrokerError
 
 from api.core.queue import app
+from curation.storage import StorageUnavailable
 
 logger = logging.getLogger("workers")
 
-#: Errors that say a service is unreachable (the database, the broker), not that the
-#: unit is wrong: the unit is retried, and no failure is recorded for it.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerError)
+#: Errors that say a service is unreachable (the database, the broker, the object store after
+#: its client's own retries), not that the unit is wrong: the unit is retried, and no failure
+#: is recorded for it.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerError, StorageUnavailable)
 #: Attempts at recording a failure in the database before the message is requeued instead.
 FAILURE_RECORD_ATTEMPTS = 4
 
