@@ -2,8 +2,9 @@
 rows at global positions, a shard at a time.
 
 Writers go through a :class:`~curation.storage.Storage` (atomic, deterministic keys, so
-running one twice gives the same objects); readers take the local files the storage
-hands out (``storage.local_path``).
+running one twice gives the same objects). Parquet is read through ``storage.open`` (on an
+object store: the footer and the wanted columns' chunks, by ranged reads); embeddings and
+FAISS parts, which are memory-mapped, through the local files ``storage.local_path`` hands out.
 """
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import faiss
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.embedders import Embedder, embedder_key
-from curation.ingest import read_shard
 from curation.storage import Keys, Storage
 
 
@@ -32,9 +34,15 @@ def embedding_paths(storage: Storage, dataset_id: object, embedder: Embedder, sh
     return [storage.local_path(Keys.embedding(dataset_id, key, i)) for i in range(shards)]
 
 
-def shard_paths(storage: Storage, dataset_id: object, shards: int) -> list[Path]:
-    """The local files of a dataset's Parquet shards, in order."""
-    return [storage.local_path(Keys.shard(dataset_id, i)) for i in range(shards)]
+def shard_keys(dataset_id: object, shards: int) -> list[str]:
+    """The keys of a dataset's Parquet shards, in order."""
+    return [Keys.shard(dataset_id, i) for i in range(shards)]
+
+
+def read_stored(storage: Storage, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A stored Parquet file (or only ``columns``), streamed from the storage, not copied first."""
+    with storage.open(name) as source:
+        return pq.read_table(source, columns=columns)
 
 
 def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embedder, *,
@@ -51,7 +59,7 @@ def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embe
     key = embedder_key(embedder)
     names = (Keys.embedding(dataset_id, key, index), Keys.embedding_meta(dataset_id, key, index),
              Keys.index_part(dataset_id, key, index))
-    texts = read_shard(storage.local_path(Keys.shard(dataset_id, index)), columns=["text"]).column("text").to_pylist()
+    texts = read_stored(storage, Keys.shard(dataset_id, index), ["text"]).column("text").to_pylist()
     expected = {"embedder": embedder.name, "version": embedder.version, "key": key,
                 "dim": embedder.dim, "documents": len(texts), "dtype": "float16"}
     cached = all(storage.exists(n) for n in names) and json.loads(storage.read_bytes(names[1])) == expected
@@ -130,12 +138,13 @@ class ShardedRows:
         return rows[inverse.reshape(-1)].reshape(*index.shape, self.shape[1])
 
 
-def column_at(shard_paths: list[Path], column: str, positions) -> list:
-    """One column's values at global ``positions`` (ascending), reading a shard at a time."""
-    shards = (read_shard(path, [column]).column(column) for path in shard_paths)
+def column_at(storage: Storage, shards: Sequence[str], column: str, positions) -> list:
+    """One column's values at global ``positions`` (ascending) of the Parquet ``shards`` (keys in
+    order), reading a shard at a time."""
+    shards = (read_stored(storage, name, [column]).column(column) for name in shards)
     return [value for shard, inside in _at_positions(shards, positions) for value in shard.take(inside).to_pylist()]
 
 
-def concat_column(shard_paths: list[Path], column: str) -> list:
-    """One column of every shard, in order (``id``, ``text``, ``source``)."""
-    return [value for path in shard_paths for value in read_shard(path, [column]).column(column).to_pylist()]
+def concat_column(storage: Storage, shards: Sequence[str], column: str) -> list:
+    """One column of every shard (keys in order): ``id``, ``text``, ``source``."""
+    return [value for name in shards for value in read_stored(storage, name, [column]).column(column).to_pylist()]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -32,12 +31,15 @@ def write_scores(storage: Storage, name: str, *, ids: list[str], score: np.ndarr
     storage.write_bytes(name, buffer.getvalue())
 
 
-def iter_score_jsonl(paths: Iterable[Path], *, kept: bool | None = None, batch_size: int = 4096) -> Iterator[bytes]:
-    """JSON lines of every document's scores, reading one record batch at a time."""
-    for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            rows = batch.to_pylist()
-            if kept is not None:
-                rows = [row for row in rows if row["kept"] is kept]
-            if rows:
-                yield "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+def iter_score_jsonl(storage: Storage, names: Iterable[str], *, kept: bool | None = None,
+                     batch_size: int = 4096) -> Iterator[bytes]:
+    """JSON lines of every document's scores in the stored score shards ``names``, streamed one
+    record batch at a time."""
+    for name in names:
+        with storage.open(name) as source:
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
+                rows = batch.to_pylist()
+                if kept is not None:
+                    rows = [row for row in rows if row["kept"] is kept]
+                if rows:
+                    yield "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()

@@ -7,7 +7,6 @@ import uuid
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
@@ -20,6 +19,7 @@ from api.modeling.models import Mixture, PerformanceModel, PilotRun
 from api.schedules.models import Schedule, ScheduleFiring
 from api.schedules.selectors import schedule_list, schedule_next_run
 from api.tenancy.models import Tenant
+from curation.pipeline import read_stored
 from curation.storage import Keys
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def score_histogram(*, dataset: Dataset, job: Job, metric: str) -> dict | None:
         name = Keys.scores(job.pk, metric, index)
         if not store.exists(name):
             continue
-        table = pq.read_table(store.local_path(name), columns=["score", "kept", "reason"])
+        table = read_stored(store, name, ["score", "kept", "reason"])
         scores.append(table.column("score").to_numpy(zero_copy_only=False).astype(np.float64))
         kept.append(table.column("kept").to_numpy(zero_copy_only=False).astype(bool))
         reasons.update(table.column("reason").to_pylist())

@@ -15,8 +15,8 @@ from api.datasets.models import Contamination, Dataset, PredictionSet, Shard
 from api.datasets.selectors import dataset_shards, dataset_usage
 from api.tenancy.models import Tenant
 from curation.embedders import embedder_key, get_embedder
-from curation.ingest import FieldMapping, IngestError, ingest_file, read_shard
-from curation.pipeline import concat_column, concat_embeddings, embedding_paths, shard_paths
+from curation.ingest import FieldMapping, IngestError, ingest_file
+from curation.pipeline import concat_column, concat_embeddings, embedding_paths, read_stored, shard_keys
 from curation.predictions import ingest_predictions
 from curation.steps.decontaminate import read_contamination
 from curation.storage import Keys
@@ -156,7 +156,7 @@ def prediction_set_create(*, dataset: Dataset, upload: UploadedFile, name: str =
     filename = Path(upload.name or "predictions.jsonl").name
     known_ids: set[str] = set()
     for shard in range(dataset.shard_count):
-        known_ids.update(read_shard(store.local_path(Keys.shard(dataset.pk, shard)), ["id"]).column("id").to_pylist())
+        known_ids.update(read_stored(store, Keys.shard(dataset.pk, shard), ["id"]).column("id").to_pylist())
     prediction_set = PredictionSet(tenant_id=dataset.tenant_id, dataset=dataset, name=name or default_name(filename),
                                    filename=filename)
     final = Keys.predictions(dataset.pk, prediction_set.pk)
@@ -220,11 +220,12 @@ def corpus_search(*, tenant: Tenant, corpus: Dataset, embedder: str, spec: str, 
         if benchmark is None:
             raise ApplicationError("not_found", f"no benchmark with id {benchmark_id}", field="benchmark",
                                    status_code=404)
-        paths = embedding_paths(store_files, benchmark.pk, model, benchmark.shard_count)
-        if all(path.is_file() for path in paths):
-            queries = concat_embeddings(paths)
+        embedded = all(store_files.exists(Keys.embedding(benchmark.pk, embedder_key(model), i))
+                       for i in range(benchmark.shard_count))
+        if embedded:
+            queries = concat_embeddings(embedding_paths(store_files, benchmark.pk, model, benchmark.shard_count))
         else:
-            queries = model.encode(concat_column(shard_paths(store_files, benchmark.pk, benchmark.shard_count), "text"))
+            queries = model.encode(concat_column(store_files, shard_keys(benchmark.pk, benchmark.shard_count), "text"))
         query = {"benchmark": str(benchmark.pk), "examples": int(len(queries))}
     else:
         queries, query = model.encode([text]), {"text": text}
@@ -232,7 +233,7 @@ def corpus_search(*, tenant: Tenant, corpus: Dataset, embedder: str, spec: str, 
     shard, within = store.locate(rows)
     found = {}
     for s in np.unique(shard):
-        table = read_shard(store_files.local_path(Keys.shard(corpus.pk, int(s))), ["id", "text", "source"])
+        table = read_stored(store_files, Keys.shard(corpus.pk, int(s)), ["id", "text", "source"])
         for position in np.flatnonzero(shard == s):
             found[position] = table.slice(int(within[position]), 1).to_pylist()[0]
     meta = store.meta

@@ -111,8 +111,8 @@ class CorpusViewSet(_DatasetViewSet):
             raise ApplicationError("no_scores", f"no succeeded job has computed {metric!r} scores for this corpus; "
                                    "run a prune or betr job first", detail={"metric": metric}, status_code=404)
         store = tenant_storage(self.tenant.pk)
-        paths = [store.local_path(Keys.scores(job.pk, metric, i)) for i in range(corpus.shard_count)]
-        response = StreamingHttpResponse(iter_score_jsonl(paths, kept=query.validated_data.get("kept")),
+        names = [Keys.scores(job.pk, metric, i) for i in range(corpus.shard_count)]
+        response = StreamingHttpResponse(iter_score_jsonl(store, names, kept=query.validated_data.get("kept")),
                                          content_type="application/x-ndjson")
         response["X-Scores-Job"] = str(job.pk)
         return response

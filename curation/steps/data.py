@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from curation.pipeline import (ShardedRows, column_at, concat_column, concat_embeddings, embedding_paths,
-                               embeddings_at, shard_paths)
+                               embeddings_at, shard_keys)
 from curation.steps import Context, DatasetRef
 
 
@@ -27,9 +27,9 @@ def dataset_rows(ctx: Context, dataset: DatasetRef, embedder: str, positions) ->
 
 def dataset_column(ctx: Context, dataset: DatasetRef, column: str) -> list:
     """One column (``id``, ``text``, ``source``) of every shard, in document order."""
-    return concat_column(shard_paths(ctx.storage, dataset.id, dataset.shard_count), column)
+    return concat_column(ctx.storage, shard_keys(dataset.id, dataset.shard_count), column)
 
 
 def dataset_column_at(ctx: Context, dataset: DatasetRef, column: str, positions) -> list:
     """One column's values at ascending ``positions``, a shard at a time."""
-    return column_at(shard_paths(ctx.storage, dataset.id, dataset.shard_count), column, positions)
+    return column_at(ctx.storage, shard_keys(dataset.id, dataset.shard_count), column, positions)

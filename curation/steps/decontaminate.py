@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from curation.decontamination import NGRAM, SEMANTIC, NgramIndex, SemanticMatches, semantic_matches, store_matches
 from curation.embedders import embedder_key
-from curation.pipeline import load_embeddings
+from curation.pipeline import load_embeddings, read_stored
 from curation.steps import Context, DatasetRef
 from curation.steps.data import dataset_column, dataset_embeddings
 from curation.storage import Keys, Storage
@@ -96,7 +96,7 @@ def _write(storage: Storage, key: str, parts: list[dict]) -> None:
 
 def contamination_scan(ctx: Context, index: int, params: DecontaminateParams) -> dict:
     """Shard ``index`` against every benchmark: n-gram matches, and exact semantic ones without a store."""
-    shard = pq.read_table(ctx.storage.local_path(Keys.shard(params.corpus.id, index)), columns=["id", "text"])
+    shard = read_stored(ctx.storage, Keys.shard(params.corpus.id, index), ["id", "text"])
     ids, texts = shard.column("id").to_pylist(), shard.column("text").to_pylist()
     threshold = params.options.semantic
     exact = threshold is not None and _store(ctx, params) is None
@@ -147,7 +147,7 @@ def contamination_summary(ctx: Context, index: int, params: DecontaminateParams)
     benchmarks = {b.id: {"name": b.name, "documents": set(), "ngram": 0, "semantic": 0} for b in params.benchmarks}
     examples = []
     for i in range(corpus.shard_count):
-        table = pq.read_table(ctx.storage.local_path(_scan_key(ctx, i))).to_pydict()
+        table = read_stored(ctx.storage, _scan_key(ctx, i)).to_pydict()
         parts = [table, *per_shard[i]]
         _write(ctx.storage, Keys.contamination(ctx.run_id, i), parts)
         for part in parts:
@@ -174,7 +174,7 @@ def read_contamination(storage: Storage, run: str, shard_documents) -> list[dict
     """Every row run ``run``'s contamination stage wrote, ``position`` counted over the whole corpus."""
     rows, start = [], 0
     for i, documents in enumerate(shard_documents):
-        for row in pq.read_table(storage.local_path(Keys.contamination(run, i))).to_pylist():
+        for row in read_stored(storage, Keys.contamination(run, i)).to_pylist():
             rows.append({**row, "position": start + row["position"]})
         start += documents
     return rows
@@ -185,7 +185,7 @@ def contaminated_mask(storage: Storage, run: str, corpus: DatasetRef) -> np.ndar
     mask = np.zeros(corpus.documents, dtype=bool)
     start = 0
     for i, documents in enumerate(corpus.shard_documents):
-        positions = pq.read_table(storage.local_path(Keys.contamination(run, i)), columns=["position"])
+        positions = read_stored(storage, Keys.contamination(run, i), ["position"])
         mask[start + positions.column("position").to_numpy()] = True
         start += documents
     return mask

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from curation.dataset import write_dataset
@@ -25,6 +24,7 @@ from curation.laws import Observation, Pool, budget_in_samples, restore_law
 from curation.laws.backtest import backtest_summary, select_law
 from curation.laws.base import metric_range
 from curation.ot import distance_table
+from curation.pipeline import read_stored
 from curation.pilots import (METRIC as PROXY_METRIC, PILOT_METRICS, known_metric_range, metric_unit,
                              proxy_observations, stream_order, tiny_lm_design)
 from curation.pools import assign_pools, source_name
@@ -116,7 +116,7 @@ def mixture_id(run_id: str) -> uuid.UUID:
 
 def _read_scores(ctx: Context, corpus: DatasetRef, ref: ScoreRef, column: str) -> np.ndarray:
     run = ref.run or ctx.run_id
-    return np.concatenate([pq.read_table(ctx.storage.local_path(Keys.scores(run, ref.metric, i)), columns=[column])
+    return np.concatenate([read_stored(ctx.storage, Keys.scores(run, ref.metric, i), [column])
                            .column(column).to_numpy(zero_copy_only=False) for i in range(corpus.shard_count)])
 
 

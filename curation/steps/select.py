@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from curation import betr
 from curation.embedders import embedder_key
-from curation.pipeline import embedding_paths
+from curation.pipeline import embedding_paths, read_stored
 from curation.pools import source_name
 from curation.pruning import PruneInputs, PruneOptions, prune
 from curation.scores import write_scores
@@ -194,7 +194,7 @@ def _raw_key(ctx: Context, index: int) -> str:
 
 def betr_classify(ctx: Context, index: int, params: BetrParams) -> dict:
     """Score shard ``index`` with the trained classifier (and count its tokens)."""
-    shard = pq.read_table(ctx.storage.local_path(Keys.shard(params.corpus.id, index)), columns=["id", "text"])
+    shard = read_stored(ctx.storage, Keys.shard(params.corpus.id, index), ["id", "text"])
     texts = shard.column("text").to_pylist()
     classifier = betr.BetrClassifier.load(ctx.storage.local_path(Keys.job_file(ctx.run_id, "betr-classifier.bin")))
     raw = pa.table({"id": shard.column("id"), "score": pa.array(classifier.score(texts).astype(np.float64)),
@@ -207,7 +207,7 @@ def betr_classify(ctx: Context, index: int, params: BetrParams) -> dict:
 def betr_select(ctx: Context, index: int, params: BetrParams, *, train_stage: str) -> dict:
     """Keep the best-scored share of the clean documents' tokens over every shard's scores (contaminated
     documents: reason ``contaminated``); write per-shard scores."""
-    raws = [pq.read_table(ctx.storage.local_path(_raw_key(ctx, i))) for i in range(params.corpus.shard_count)]
+    raws = [read_stored(ctx.storage, _raw_key(ctx, i)) for i in range(params.corpus.shard_count)]
     score = np.concatenate([t.column("score").to_numpy() for t in raws])
     tokens = np.concatenate([t.column("tokens").to_numpy() for t in raws])
     ids = [i for t in raws for i in t.column("id").to_pylist()]

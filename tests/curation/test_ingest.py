@@ -76,14 +76,16 @@ def test_progress_reports_every_byte(tmp_path):
 
 def test_column_at_reads_global_positions_across_shards(tmp_path):
     from curation.pipeline import column_at
+    from curation.storage import LocalStorage
 
     source = tmp_path / "c.jsonl"
     source.write_text("".join(f'{{"id": "d{i}", "text": "t{i}"}}\n' for i in range(25)))
     (tmp_path / "shards").mkdir()
     result = ingest_file(source, filename="c.jsonl", out_dir=tmp_path / "shards", shard_size=10)
-    paths = [tmp_path / "shards" / f"shard-{s.index:05d}.parquet" for s in result.shards]
-    assert column_at(paths, "text", [0, 9, 10, 24]) == ["t0", "t9", "t10", "t24"]
-    assert column_at(paths, "id", []) == []
+    storage = LocalStorage(tmp_path)
+    names = [f"shards/shard-{s.index:05d}.parquet" for s in result.shards]
+    assert column_at(storage, names, "text", [0, 9, 10, 24]) == ["t0", "t9", "t10", "t24"]
+    assert column_at(storage, names, "id", []) == []
 
 
 def test_the_fields_used_name_defaults_that_were_read_and_none_for_fields_the_file_lacks(tmp_path):

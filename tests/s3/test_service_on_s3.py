@@ -58,6 +58,8 @@ def test_a_curation_keeps_every_artifact_in_the_bucket_and_matches_local_disk(
     assert all(k.startswith(f"deployment/tenants/{tenant_a[0].pk}/") for k in stored), stored[:5]
     assert any(f"datasets/{corpus['id']}/shards/" in k for k in stored)
     assert any(k.endswith("/manifest.parquet") for k in stored)
+    cached = [p.name for p in settings.ARTIFACT_CACHE_DIR.rglob("*") if p.is_file()]
+    assert not [n for n in cached if n.endswith(".parquet")], f"Parquet was downloaded whole, not streamed: {cached}"
 
     scores = client_a.get(f"/api/v1/corpora/{corpus['id']}/scores/?metric=betr")
     assert len(b"".join(scores.streaming_content).splitlines()) == 200
