@@ -8,7 +8,9 @@ The same inputs, params and seed give the service's results exactly. Work lives 
 ``--out``/work; a run killed part-way resumes there (finished units are not redone)
 when rerun with the same inputs and options. Writes into ``--out``: ``mixture.json``
 (weights, unique documents and repetitions per pool, predicted metric with band and
-provenance, frontier) and ``manifest.parquet`` (``id, pool, repeats``).
+provenance, frontier), ``manifest.parquet`` (``id, pool, repeats``) and ``timings.json``
+(the units' seconds per stage kind: ``--dry-run`` prints the plan and an estimate from them,
+:func:`curation.executor.plan_estimate`, running nothing but the ingest).
 
     python -m curation curate --corpus corpus.jsonl --benchmark bench.jsonl --budget 100000
 """
@@ -26,7 +28,7 @@ from tqdm import tqdm
 
 from curation import summary
 from curation.embedders import DEFAULT_EMBEDDER
-from curation.executor import LocalExecutor
+from curation.executor import LocalExecutor, pilots_source, plan_estimate, plan_work, recorded_timings
 from curation.ingest import FieldMapping, IngestError, ingest_file
 from curation.laws import budget_in_samples, check_budget_bounds
 from curation.plans import CurateParams, curate_plan
@@ -35,6 +37,9 @@ from curation.steps import MAX_SEED, DatasetRef
 from curation.storage import Keys, LocalStorage, Storage, key
 
 STATE = "run.json"
+#: Seconds and work of the units run in this --out folder, per stage kind (what --dry-run estimates
+#: from; beside work/, which other inputs replace, so it outlives them).
+TIMINGS = "timings.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         "repetition; CUDA when present)"))
     curate.add_argument("--pilot-runs", type=int, default=20, help="tiny_lm: pilot runs")
     curate.add_argument("--pilot-tokens", type=int, default=1_000_000, help="tiny_lm: tokens of the largest run")
+    curate.add_argument("--dry-run", action="store_true", help=(
+        "validate and ingest the inputs (into --out/work, where the real run finds them), then print the plan's "
+        "stages, units and estimated seconds (from this folder's earlier runs, else defaults); run no stage"))
     args = parser.parse_args(argv)
     try:
         summary = curate_files(args)
@@ -82,7 +90,7 @@ def _fingerprint(args) -> dict:
     for path in files:
         if not path.is_file():
             raise ValueError(f"{path} is not a file")
-    options = {k: v for k, v in sorted(vars(args).items()) if k not in ("out", "corpus", "benchmark")}
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in ("out", "corpus", "benchmark", "dry_run")}
     return {"files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files], "options": options}
 
 
@@ -144,8 +152,24 @@ def curate_files(args) -> str:
                           keep=args.keep, betr_keep_fraction=args.betr_keep_fraction, pilot_model=args.pilot_model,
                           pilot_runs=args.pilot_runs, pilot_tokens=args.pilot_tokens)
     ingest_seconds = round(time.perf_counter() - ingest_started, 3)
+    plan = curate_plan(params)
+    work = plan_work(plan, job_kind="curate", datasets=(corpus, *benchmarks), embedder=args.embedder,
+                     pilots=pilots_source(metric=None, pilot_model=args.pilot_model),
+                     run_tokens=[args.pilot_tokens] * args.pilot_runs if args.pilot_model == "tiny_lm" else None)
+    timings_path = args.out / TIMINGS
+    if args.dry_run:
+        recorded = recorded_timings(timings_path)
+        estimate = plan_estimate(work, lambda kind: recorded.get(kind, []))
+        return "\n".join([
+            f"Plan of curate: {corpus.documents:,} documents in {corpus.shard_count} shards, "
+            f"{len(benchmarks)} benchmark(s); estimated from {timings_path if recorded else 'defaults'}",
+            *summary.estimate_lines(estimate),
+            *(["  (tiny-LM runs counted at --pilot-tokens each: an upper bound, the design's smaller runs take "
+               "less)"] if args.pilot_model == "tiny_lm" else []),
+            f"Dry run: nothing ran but the ingest ({args.out / 'work'}, reused by the real run)"])
     executor = LocalExecutor(storage, run)
-    result = executor.run(curate_plan(params))
+    result = executor.run(plan)
+    executor.record_timings(timings_path, work)
     timings = {"ingest": ingest_seconds, **executor.seconds}
     out = args.out
     shutil.copyfile(storage.local_path(Keys.manifest(result["mixture"])), out / "manifest.parquet")

@@ -115,3 +115,18 @@ def pilots_lines(pilots: Mapping, fit: Mapping) -> list[str]:
             told = "a default: no pilot run repeats a pool" if source == "defaults" else f"from {source}"
         lines.append(f"Repetition half-life: tau = {tau:.2f} repetitions ({told})")
     return lines
+
+
+def estimate_lines(estimate: Mapping, *, indent: str = "  ") -> list[str]:
+    """A plan's estimate (:func:`curation.executor.plan_estimate`): every stage's units, work and
+    estimated seconds with their basis (``measured (12 units)`` or ``default``), then the total."""
+    lines = [f"{indent}{'stage':<20}{'queue':<6}{'units':>6}{'work':>20}{'seconds':>10}  basis"]
+    for stage in estimate["stages"]:
+        work = f"{stage['work']:,.0f} {stage['work_unit'] if stage['work'] != 1 else stage['work_unit'][:-1]}"
+        units = stage["measured_units"]
+        basis = stage["basis"] if stage["basis"] != "measured" else f"measured ({units} unit{'s' * (units != 1)})"
+        lines.append(f"{indent}{stage['name']:<20}{stage['queue']:<6}{stage['units']:>6}{work:>20}"
+                     f"{stage['seconds']:>10.2f}  {basis}")
+    lines.append(f"Estimated total: {estimate['seconds']:.1f} s, for {estimate['worker_slots_per_queue']} worker "
+                 "slot per queue (a stage's units one after another)")
+    return lines
