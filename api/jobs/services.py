@@ -23,6 +23,7 @@ from api.core.artifacts import tenant_storage
 from api.core.errors import ApplicationError, invalid_param
 from api.core.scope import tenant_scope
 from api.jobs import dispatch
+from api.jobs.estimates import job_estimate, unit_work
 from api.jobs.kinds import KINDS
 from api.jobs.models import Job, JobUnit
 from api.jobs.selectors import unit_work_set
@@ -121,13 +122,28 @@ def _unsent_retry(job: Job, previous: dict) -> Callable[[], str]:
     return undo
 
 
-def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
+def _prepare(tenant: Tenant, kind: str, params: dict) -> tuple[dict, list[Stage], dict]:
+    """What creating a job checks and computes before any row: the kind, its params (400, 404), the
+    plan and the estimate (a quota it would exceed: 403)."""
     if kind not in KINDS:
         raise invalid_param("kind", kind, allowed=sorted(KINDS), code="unknown_kind")
     job_kind = KINDS[kind]
     normalised = job_kind.validate(tenant=tenant, params=params or {})
     plan = job_kind.plan(tenant_id=tenant.pk, params=normalised)
-    estimate = job_kind.estimate(tenant=tenant, params=normalised)
+    return normalised, plan, job_estimate(tenant=tenant, kind=kind, params=normalised, plan=plan)
+
+
+def job_dry_run(*, tenant: Tenant, kind: str, params: dict) -> dict:
+    """What :func:`job_create` would create, checked exactly as it checks (quotas included), without
+    creating, enqueueing or storing anything: ``{"dry_run", "kind", "params", "plan", "estimate"}``."""
+    normalised, plan, estimate = _prepare(tenant, kind, params)
+    _check_concurrency(tenant)
+    return {"dry_run": True, "kind": kind, "params": normalised, "plan": [s.as_dict() for s in plan],
+            "estimate": estimate}
+
+
+def job_create(*, tenant: Tenant, kind: str, params: dict) -> Job:
+    normalised, plan, estimate = _prepare(tenant, kind, params)
     with transaction.atomic():
         _check_concurrency(tenant)
         job = Job.objects.for_tenant(tenant).create(
@@ -217,9 +233,11 @@ def job_run_unit(*, job_id, stage: str, index: int) -> str:
         if not JobUnit.objects.filter(job=job, stage=stage, index=index).exists():
             started = time.perf_counter()
             output = KINDS[job.kind].record(job=job, stage=stage, output=current.run(_context(job, stage, index), index))
+            seconds = time.perf_counter() - started
+            stage_kind, work = unit_work(job=job, plan=plan, stage=stage, index=index, output=output)
             try:
-                JobUnit.objects.create(tenant_id=job.tenant_id, job=job, stage=stage, index=index,
-                                        seconds=time.perf_counter() - started, output=output)
+                JobUnit.objects.create(tenant_id=job.tenant_id, job=job, stage=stage, index=index, seconds=seconds,
+                                       stage_kind=stage_kind, work=work, output=output)
                 outcome = "done"
             except IntegrityError:
                 outcome = "done concurrently by another delivery"

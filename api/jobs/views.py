@@ -6,23 +6,27 @@ from rest_framework.response import Response
 from api.core.views import TenantScopedViewSet
 from api.jobs import services
 from api.jobs.models import Job
-from api.jobs.serializers import JOB_REQUEST, JobCreateSerializer, JobSerializer
+from api.jobs.serializers import JOB_CREATE_REQUEST, JobDryRunSerializer, JobRequestSerializer, JobSerializer
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Curation jobs: create (202), follow progress, cancel, retry. Filter with ``?status=`` and ``?kind=``."""
+    """Curation jobs: create (202), or with ``dry_run`` only plan and estimate one (200); follow progress
+    (with ``timings.eta_seconds``), cancel, retry. Filter with ``?status=`` and ``?kind=``."""
 
     model = Job
     serializer_class = JobSerializer
 
     query_filters = ("status", "kind")
 
-    @extend_schema(request=JOB_REQUEST, responses={202: JobSerializer})
+    @extend_schema(request=JOB_CREATE_REQUEST, responses={202: JobSerializer, 200: JobDryRunSerializer})
     def create(self, request):
-        form = JobCreateSerializer(data=request.data)
+        form = JobRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        job = services.job_create(tenant=self.tenant, kind=form.validated_data["kind"],
-                                  params=form.validated_data["params"])
+        job_request = {"tenant": self.tenant, "kind": form.validated_data["kind"],
+                       "params": form.validated_data["params"]}
+        if form.validated_data["dry_run"]:
+            return Response(JobDryRunSerializer(services.job_dry_run(**job_request)).data, status=status.HTTP_200_OK)
+        job = services.job_create(**job_request)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: JobSerializer})

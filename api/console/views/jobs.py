@@ -52,9 +52,15 @@ class JobCreateView(ConsoleView):
 
 
 def job_progress(job: Job) -> dict:
-    """What the job page shows and its script polls: the API's job document plus per-unit progress."""
-    return {**JobSerializer(job).data, "units": selectors.job_unit_progress(job=job),
-            "active": job.status in Job.ACTIVE}
+    """What the job page shows and its script polls: the API's job document plus per-unit progress,
+    each stage with its estimated seconds and their basis (None for a job without an estimate)."""
+    figures = {s["name"]: s for s in (job.estimate or {}).get("stages", [])}
+    units = []
+    for stage in selectors.job_unit_progress(job=job):
+        figure = figures.get(stage["name"], {})
+        units.append({**stage, "estimated_seconds": figure.get("seconds"), "basis": figure.get("basis"),
+                      "measured_units": figure.get("measured_units")})
+    return {**JobSerializer(job).data, "units": units, "active": job.status in Job.ACTIVE}
 
 
 def budget_policy(result) -> dict | None:

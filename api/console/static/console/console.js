@@ -47,6 +47,7 @@
     text(document.querySelector('[data-field="started_at"]'), formatTime(job.timings.started_at));
     text(document.querySelector('[data-field="finished_at"]'), formatTime(job.timings.finished_at));
     text(document.querySelector('[data-field="elapsed"]'), formatSeconds(job.timings.elapsed_seconds));
+    text(document.querySelector('[data-field="eta"]'), formatSeconds(job.timings.eta_seconds));
     var resultCard = document.querySelector('[data-field="result-card"]');
     if (resultCard && job.result !== null && job.result !== undefined) {
       resultCard.hidden = false;
