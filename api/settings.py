@@ -209,6 +209,12 @@ S3_REGION = os.environ.get("S3_REGION", "")
 # in bytes (least recently used evicted); uploads are staged in its scratch/ folder.
 ARTIFACT_CACHE_DIR = Path(os.environ.get("ARTIFACT_CACHE_DIR", VAR_DIR / "artifact-cache"))
 ARTIFACT_CACHE_BYTES = env_int("ARTIFACT_CACHE_BYTES", 20 * 1024**3)
+
+# --- workers --------------------------------------------------------------------------------
+# true where GPU workers consume the gpu queue: embedding and tiny-LM pilot units go there (each
+# takes its device from the worker it runs on); false (a CPU-only deployment) puts every unit on
+# cpu. Every process of a deployment must agree (the web process plans, workers move stages on).
+GPU_WORKERS = env_bool("GPU_WORKERS", False)
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 1024**3)  # per file, compressed and inflated
 # A gzip upload inflates to at most this many times its size (at least 1 MiB): text compresses
 # 3-10x, a gzip bomb ~1000x. Past it, the upload is refused (file_too_large) before more is read.

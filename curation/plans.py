@@ -23,6 +23,13 @@ from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_cl
                                    index_unit, prune_unit)
 
 
+def route(stages: list[Stage], *, gpu_workers: bool) -> list[Stage]:
+    """The stages on the queues a deployment serves: the stages that take their device from the
+    worker they run on (embedding, tiny-LM pilots) stay on ``gpu`` where the deployment runs GPU
+    workers; a CPU-only deployment runs every unit on ``cpu``."""
+    return stages if gpu_workers else [replace(stage, queue="cpu") for stage in stages]
+
+
 def embedding(datasets, embedder: str, batch_size: int | None = None) -> Stage:
     """One unit per shard of every dataset, on the ``gpu`` queue; cached shards finish at once."""
     params = EmbedParams(tuple(datasets), embedder, batch_size)

@@ -3,9 +3,8 @@
 # code and the same settings (deploy/env.example). The first argument picks the role:
 #
 #   web         gunicorn api.wsgi on :8000 (WEB_CONCURRENCY workers, 4 by default; GUNICORN_CMD_ARGS adds flags)
-#   worker-cpu  celery -A workers worker -Q cpu (CELERY_CONCURRENCY processes, default half the cores;
-#               CPU_WORKER_QUEUES=cpu,gpu where no GPU worker runs, or embedding units wait forever)
-#   worker-gpu  celery -A workers worker -Q gpu --concurrency 1 (one per GPU)
+#   worker-cpu  celery -A workers worker -Q cpu (CELERY_CONCURRENCY processes, default half the cores)
+#   worker-gpu  celery -A workers worker -Q gpu --concurrency 1 (one per GPU; GPU_WORKERS=true routes to it)
 #   beat        celery -A workers beat (exactly one; django-celery-beat's DatabaseScheduler, api/settings.py)
 #   migrate     python manage.py migrate --noinput (a one-shot before web, workers and beat start)
 #
@@ -27,7 +26,7 @@ case "$role" in
             --access-logfile - "$@"
         ;;
     worker-cpu)
-        exec celery -A workers worker -Q "${CPU_WORKER_QUEUES:-cpu}" --hostname "cpu@%h" \
+        exec celery -A workers worker -Q cpu --hostname "cpu@%h" \
             --concurrency "${CELERY_CONCURRENCY:-$(half_the_cores)}" --loglevel "${LOG_LEVEL:-INFO}" "$@"
         ;;
     worker-gpu)

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
@@ -29,6 +30,7 @@ from api.jobs.models import Job, JobUnit
 from api.jobs.selectors import unit_work_set
 from api.modeling.selectors import pilot_observations, stored_model
 from api.tenancy.models import Tenant
+from curation.plans import route
 from curation.steps import Context, Stage
 
 logger = logging.getLogger(__name__)
@@ -46,8 +48,13 @@ def _check_concurrency(tenant: Tenant) -> None:
         )
 
 
+def _kind_plan(kind: str, tenant_id, params: dict) -> list[Stage]:
+    """A kind's plan on the queues this deployment serves (``GPU_WORKERS``: :func:`curation.plans.route`)."""
+    return route(KINDS[kind].plan(tenant_id=tenant_id, params=params), gpu_workers=settings.GPU_WORKERS)
+
+
 def _plan(job: Job) -> list[Stage]:
-    return KINDS[job.kind].plan(tenant_id=job.tenant_id, params=job.params)
+    return _kind_plan(job.kind, job.tenant_id, job.params)
 
 
 def _context(job: Job, stage: str, index: int) -> Context:
@@ -129,7 +136,7 @@ def _prepare(tenant: Tenant, kind: str, params: dict) -> tuple[dict, list[Stage]
         raise invalid_param("kind", kind, allowed=sorted(KINDS), code="unknown_kind")
     job_kind = KINDS[kind]
     normalised = job_kind.validate(tenant=tenant, params=params or {})
-    plan = job_kind.plan(tenant_id=tenant.pk, params=normalised)
+    plan = _kind_plan(kind, tenant.pk, normalised)
     return normalised, plan, job_estimate(tenant=tenant, kind=kind, params=normalised, plan=plan)
 
 

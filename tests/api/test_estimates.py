@@ -40,7 +40,7 @@ def test_a_dry_run_answers_the_plan_and_estimate_and_creates_enqueues_and_writes
     assert Job.unscoped_objects.count() == 0 and dispatched == [] and callbacks == []
     assert files_under(artifact_root) == files
     assert body["dry_run"] is True and body["kind"] == "betr" and body["params"]["corpus"] == corpus["id"]
-    assert body["plan"] == [{"name": "embedding", "queue": "gpu", "units": 4},
+    assert body["plan"] == [{"name": "embedding", "queue": "cpu", "units": 4},
                             {"name": "contamination_scan", "queue": "cpu", "units": 3},
                             {"name": "contamination", "queue": "cpu", "units": 1},
                             {"name": "train", "queue": "cpu", "units": 1},

@@ -29,6 +29,26 @@ def corpus(client_a):
     return upload(client_a, "corpora", "c.jsonl", small_corpus(25), shard_size=10).json()
 
 
+@pytest.mark.parametrize("gpu_workers", [True, False])
+def test_units_go_to_the_gpu_queue_only_where_the_deployment_runs_gpu_workers(client_a, corpus, dispatched, settings,
+                                                                             gpu_workers,
+                                                                             django_capture_on_commit_callbacks):
+    settings.GPU_WORKERS = gpu_workers
+    with django_capture_on_commit_callbacks(execute=True):
+        body = client_a.post("/api/v1/jobs/", {"kind": "embed", "params": {"corpus": corpus["id"],
+                                                                          "embedder": "hashing:64"}},
+                             format="json").json()
+    expected = "gpu" if gpu_workers else "cpu"
+    assert [s["queue"] for s in body["stages"]] == [expected, "cpu"]
+    assert [d["queue"] for d in dispatched] == [expected]
+    services.job_run_unit(job_id=body["id"], stage="embedding", index=0)
+    services.job_run_unit(job_id=body["id"], stage="embedding", index=1)
+    dispatched.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_run_unit(job_id=body["id"], stage="embedding", index=2)  # moves on: the worker routes it
+    assert dispatched == [{"job_id": body["id"], "stage": "summary", "indices": [0], "queue": "cpu"}]
+
+
 def test_embed_job_writes_float16_embeddings_and_faiss_parts_per_shard(client_a, corpus, dispatched, artifact_root,
                                                                       django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
@@ -38,9 +58,9 @@ def test_embed_job_writes_float16_embeddings_and_faiss_parts_per_shard(client_a,
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and body["progress"] == {"shards_done": 0, "shards_total": 4, "fraction": 0.0}
-    assert body["stages"] == [{"name": "embedding", "queue": "gpu", "units_done": 0, "units": 3, "work": None},
+    assert body["stages"] == [{"name": "embedding", "queue": "cpu", "units_done": 0, "units": 3, "work": None},
                               {"name": "summary", "queue": "cpu", "units_done": 0, "units": 1, "work": None}]
-    assert dispatched == [{"job_id": body["id"], "stage": "embedding", "indices": [0, 1, 2], "queue": "gpu"}]
+    assert dispatched == [{"job_id": body["id"], "stage": "embedding", "indices": [0, 1, 2], "queue": "cpu"}]
 
     job = run_inline(body["id"])
     assert job.status == "succeeded" and job.stage == "done" and job.shards_done == 4
@@ -119,7 +139,7 @@ def test_cancel_stops_work_and_retry_only_redoes_missing_shards(client_a, tenant
     with django_capture_on_commit_callbacks(execute=True):
         response = client_a.post(f"/api/v1/jobs/{job.pk}/retry/")
     assert response.status_code == 202 and response.json()["status"] == "queued"
-    assert dispatched == [{"job_id": str(job.pk), "stage": "embedding", "indices": [1, 2], "queue": "gpu"}]
+    assert dispatched == [{"job_id": str(job.pk), "stage": "embedding", "indices": [1, 2], "queue": "cpu"}]
     assert run_inline(job.pk).status == "succeeded"
     assert client_a.post(f"/api/v1/jobs/{job.pk}/retry/").status_code == 409
 

@@ -41,7 +41,7 @@ def test_a_pilots_job_estimates_trains_and_stores_tiny_lm_pilot_runs(client_a, c
     assert max(r["tokens"] for r in estimate["per_run"]) == pytest.approx(20_000, rel=0.01)
     assert "calibration" in estimate["throughput_source"] and estimate["seconds"] > 0
     assert [s["name"] for s in created["stages"]] == ["pilots", "summary"]
-    assert created["stages"][0] == {"name": "pilots", "queue": "gpu", "units_done": 0, "units": 6, "work": None}
+    assert created["stages"][0] == {"name": "pilots", "queue": "cpu", "units_done": 0, "units": 6, "work": None}
 
     job = run_inline(created["id"])
     assert job.status == "succeeded", job.error
@@ -75,7 +75,8 @@ def test_a_pilots_job_estimates_trains_and_stores_tiny_lm_pilot_runs(client_a, c
 
 
 def test_fit_with_pilot_model_tiny_lm_trains_a_unit_per_run(client_a, datasets, dispatched, tenant_a,
-                                                             django_user_model):
+                                                             django_user_model, settings):
+    settings.GPU_WORKERS = True  # the pilots stage goes to the GPU workers' queue
     corpus, bench = datasets
     response = client_a.post("/api/v1/jobs/", {"kind": "fit", "params": {
         "corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing", "pilot_model": "tiny_lm",

@@ -31,7 +31,6 @@ READ_ELSEWHERE = {
     "AWS_SECRET_ACCESS_KEY": "boto3 (the bucket's credentials)",
     "WEB_CONCURRENCY": "deploy/docker-entrypoint.sh (gunicorn workers)",
     "CELERY_CONCURRENCY": "deploy/docker-entrypoint.sh (CPU worker processes)",
-    "CPU_WORKER_QUEUES": "deploy/docker-entrypoint.sh (the CPU worker's queues)",
 }
 
 #: The entrypoint's roles that run the service's own processes.

@@ -19,15 +19,24 @@ SHELL_KEYWORDS = {"until", "while", "do", "done", "if", "then", "else", "fi", "!
 SHELL_UTILITIES = {"echo", "sleep", "exit", "true", "false", "test", "["}
 
 
-def plan_queues() -> set[str]:
-    """The queues the job plans send units to (curation/plans.py) and the app's default queue."""
+def plan_queues(gpu_workers: bool = True) -> set[str]:
+    """The queues the job plans send units to (curation/plans.py, as :func:`curation.plans.route`
+    routes them for ``GPU_WORKERS``) and the app's default queue."""
     from api.core.queue import app
+    from curation.plans import route
+    from curation.steps import Stage
 
     tree = ast.parse((ROOT / "curation" / "plans.py").read_text())
     queues = {node.value for call in ast.walk(tree) if isinstance(call, ast.Call)
               for keyword in call.keywords if keyword.arg == "queue"
               for node in ast.walk(keyword.value) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-    return queues | {app.conf.task_default_queue}
+    routed = route([Stage(q, 1, print, queue=q) for q in sorted(queues)], gpu_workers=gpu_workers)
+    return {stage.queue for stage in routed} | {app.conf.task_default_queue}
+
+
+def gpu_workers(value: str) -> bool:
+    """``GPU_WORKERS`` as the settings read it."""
+    return shell_default(str(value)).strip().lower() in ("1", "true", "yes", "on")
 
 
 def simple_commands(script: str) -> list[list[str]]:
@@ -269,7 +278,7 @@ def test_worker_probes_ping_their_own_worker():
 
 def worker_queues(argv: list[str], env: dict) -> set[str]:
     """The queues a container consumes when the entrypoint gets ``argv`` with environment ``env``
-    (``-Q ${CPU_WORKER_QUEUES:-cpu}`` reads the variable); empty if it runs no worker."""
+    (a ``-Q ${NAME:-default}`` reads the variable); empty if it runs no worker."""
     roles = entrypoint_roles()
     if argv[:1] and argv[0] in roles:
         argv = roles[argv[0]] + argv[1:]
@@ -283,12 +292,16 @@ def worker_queues(argv: list[str], env: dict) -> set[str]:
 
 
 def test_compose_without_profiles_serves_every_queue():
-    """A CPU-only ``docker compose up`` (no gpu profile) must consume every queue the plans use,
-    or embedding units wait forever."""
+    """A CPU-only ``docker compose up`` (no gpu profile, ``GPU_WORKERS`` at its default) must
+    consume every queue the plans use, or embedding units wait forever."""
+    services = {name: s for name, s in compose_app_services().items() if not s.get("profiles")}
+    flags = {gpu_workers(s.get("environment", {}).get("GPU_WORKERS", "false")) for s in services.values()}
+    assert flags == {False}, f"without the gpu profile GPU_WORKERS must default to false everywhere: {flags}"
     consumed = set().union(*(worker_queues(compose_command(service), service.get("environment", {}))
-                             for service in compose_app_services().values() if not service.get("profiles")))
-    assert consumed >= plan_queues(), (
-        f"without the gpu profile the compose workers consume {sorted(consumed)}, the plans use {sorted(plan_queues())}")
+                             for service in services.values()))
+    assert consumed >= plan_queues(False), (
+        f"without the gpu profile the compose workers consume {sorted(consumed)}, the plans use "
+        f"{sorted(plan_queues(False))}")
 
 
 def test_kubernetes_workers_serve_every_queue():
@@ -299,4 +312,6 @@ def test_kubernetes_workers_serve_every_queue():
             if not container.get("command"):
                 env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
                 consumed |= worker_queues(container_argv(container) or [], env)
-    assert consumed >= plan_queues(), f"the Kubernetes workers consume {sorted(consumed)}, the plans use {sorted(plan_queues())}"
+    configmap = next(m for m in manifests() if m.kind == "ConfigMap")
+    wanted = plan_queues(gpu_workers(configmap.doc["data"].get("GPU_WORKERS", "false")))
+    assert consumed >= wanted, f"the Kubernetes workers consume {sorted(consumed)}, the plans use {sorted(wanted)}"
