@@ -97,11 +97,12 @@ def _terminate_with_parent() -> None:
 
 
 def stack_identity() -> dict:
-    """What makes two stacks the same: their database and their artifact root."""
+    """What makes two stacks the same: their database and their artifact store (``ARTIFACT_URL``'s
+    bucket and prefix, else the artifact root)."""
     database = settings.DATABASES["default"]
     return {"database": f"{database['ENGINE']}:{database.get('HOST') or ''}:{database.get('PORT') or ''}:"
                         f"{database['NAME']}",
-            "artifact_root": str(Path(settings.ARTIFACT_ROOT).resolve())}
+            "artifact_root": settings.ARTIFACT_URL or str(Path(settings.ARTIFACT_ROOT).resolve())}
 
 
 def default_state_dir() -> Path:
