@@ -49,6 +49,13 @@ def select_device(preferred: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def accelerator() -> str | None:
+    """``"cuda"`` when this worker has a GPU, else None (compute on the CPU as the inputs are):
+    what a step passes as ``device`` to the kernels that gain from a GPU (Sinkhorn)."""
+    device = select_device()
+    return device if device != "cpu" else None
+
+
 def embedder_key(embedder: Embedder) -> str:
     """Stable directory name for an embedder's artifacts: name plus a version digest.
 

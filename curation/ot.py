@@ -123,6 +123,7 @@ def embedding_distance(
     class_sample_size: int = 200,
     max_iter: int = 2000,
     tol: float = 1e-6,
+    device: str | None = None,
 ) -> DistanceEstimate:
     """Bootstrap OT distance between a source pool and a target benchmark in embedding space.
 
@@ -156,6 +157,9 @@ def embedding_distance(
     max_iter, tol
         Passed to :func:`numeric_kernels.sinkhorn.solve` (``tol`` bounds the L2 marginal error of
         each plan; 1e-6 is far below the resampling noise).
+    device : str, optional
+        Where to solve: the resampled points go to this torch device (``"cuda"`` on a GPU
+        worker: :func:`curation.embedders.accelerator`); None solves on the inputs as given.
 
     Returns
     -------
@@ -178,6 +182,10 @@ def embedding_distance(
     idx_s = rng.integers(0, len(source), size=(n_resamples, n_s))
     idx_t = rng.integers(0, len(target), size=(n_resamples, n_t))
     x, y = source[_index(source, idx_s)], target[_index(target, idx_t)]
+    if device is not None:
+        x, y = (torch.as_tensor(np.asarray(v, dtype=np.float32)) if not isinstance(v, torch.Tensor) else v
+                for v in (x, y))
+        x, y = x.to(device=device, dtype=torch.float32), y.to(device=device, dtype=torch.float32)
     options = dict(reg=reg, method=method, max_iter=max_iter, tol=tol)
     if source_labels is None:
         result = sinkhorn_divergence(x=x, y=y, metric=metric, **options)

@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from curation.dataset import write_dataset
-from curation.embedders import embedder_key
+from curation.embedders import accelerator, embedder_key
 from curation.manifest import select_documents, write_manifest
 from curation.laws import Observation, Pool, budget_in_samples, restore_law
 from curation.laws.backtest import backtest_summary, select_law
@@ -156,7 +156,7 @@ def pool_distances(ctx: Context, index: int, params: FitParams) -> dict:
     targets = {b.id: dataset_embeddings(ctx, b, params.embedder) for b in params.benchmarks}
     table = distance_table({name: dataset_rows(ctx, params.corpus, params.embedder, np.flatnonzero(pools == name))
                             for name in names}, targets, seed=params.seed, sample_size=params.ot_sample_size,
-                           **POOL_OT)
+                           device=accelerator(), **POOL_OT)
     result = {"pool_ot": {name: float(table.value[i].mean()) for i, name in enumerate(table.sources)},
               "distances": {name: {t: float(table.value[i, j]) for j, t in enumerate(table.targets)}
                             for i, name in enumerate(table.sources)}}
@@ -346,7 +346,7 @@ def source_distances(ctx: Context, index: int, params: OTParams) -> dict:
                  for name in sorted(set(sources))}
     targets = {b.name: dataset_embeddings(ctx, b, params.embedder) for b in params.benchmarks}
     table = distance_table(by_source, targets, seed=params.seed, metric=params.metric, reg=params.reg,
-                           sample_size=params.sample_size, n_resamples=params.n_resamples)
+                           sample_size=params.sample_size, n_resamples=params.n_resamples, device=accelerator())
     distances = {source: {target: {"value": float(table.value[i, j]), "low": float(table.low[i, j]),
                                    "high": float(table.high[i, j])}
                           for j, target in enumerate(table.targets)}

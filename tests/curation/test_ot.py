@@ -88,3 +88,19 @@ def test_emd_and_torch_inputs():
     np.testing.assert_allclose(sink.value, emd.value, rtol=0.2)
     with pytest.raises(ValueError, match="labels for both"):
         embedding_distance(x, y, source_labels=np.zeros(40))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_a_device_solves_the_same_problem_there(device):
+    """``device`` moves the resampled points to a torch device (a GPU worker passes ``cuda``): the
+    same draws, the same divergences as the numpy inputs solved where they are (float32 both)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 16)).astype(np.float32)
+    y = (rng.normal(size=(150, 16)) + 0.3).astype(np.float32)
+    options = dict(metric="cosine", reg=0.05, sample_size=100, n_resamples=6, seed=11)
+    as_given = embedding_distance(x, y, **options)
+    moved = embedding_distance(x, y, device=device, **options)
+    np.testing.assert_allclose(moved.resamples, as_given.resamples, rtol=1e-4, atol=1e-6)
+    assert moved.converged and as_given.converged
+    assert not np.allclose(embedding_distance(x, y + 1.0, device=device, **options).resamples, as_given.resamples)
