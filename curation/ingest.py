@@ -418,6 +418,10 @@ def _record_from_mapping(row: dict, line: int, mapping: FieldMapping, filename: 
     if not isinstance(text, str):
         raise IngestError("invalid_field_type", f"field '{mapping.text_field}' must be a string, got "
                           f"{type(text).__name__}", file=filename, line=line, field=mapping.text_field)
+    if not text.strip():
+        raise IngestError("invalid_field_value", f"field '{mapping.text_field}' is empty or only whitespace; every "
+                          "document needs text (remove the record, or set text_field to the field that holds it)",
+                          file=filename, line=line, field=mapping.text_field)
     text_bytes = _utf8_bytes(text, name=mapping.text_field, filename=filename, line=line)
     id_ = _to_str(row.get(mapping.id_name), filename=filename, line=line, name=mapping.id_name, required=ids_required)
     if id_ == "":

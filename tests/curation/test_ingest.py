@@ -250,3 +250,14 @@ def test_tokens_are_counted_a_slice_at_a_time_as_str_split_counts_them():
         text = "".join(rng.choice("ab \n\u3000\t\x1c") for _ in range(rng.randint(0, 120)))
         for step in (1, 2, 3, 7, 50):
             assert ingest._tokens(text, step) == len(text.split()), (text, step)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_a_record_without_text_is_refused_naming_its_line_and_field(tmp_path, text):
+    path = _write(tmp_path, "w.jsonl", [{"id": "a", "text": "fine"}, {"id": "b", "text": text}])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IngestError) as excinfo:
+        ingest_file(path, filename="w.jsonl", out_dir=out)
+    assert (excinfo.value.code, excinfo.value.detail["line"], excinfo.value.detail["field"]) == (
+        "invalid_field_value", 2, "text")

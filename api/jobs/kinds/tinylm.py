@@ -104,15 +104,12 @@ def record_throughput(run: dict, config: TinyLMConfig) -> None:
 
 
 def check_and_estimate(tenant, corpus: Dataset, benchmarks: list[Dataset], params: dict, design) -> dict | None:
-    """Refuse tiny-LM pilots that cannot run (a benchmark without text, runs too small to hold a
-    document, more tokens than the tenant's ``max_pilot_tokens``), then estimate them: tokens and
-    seconds per run and in all. ``design(pool_documents)`` is the runs; None without tiny-LM pilots."""
+    """Refuse tiny-LM pilots that cannot run (runs too small to hold a document, more tokens than
+    the tenant's ``max_pilot_tokens``), then estimate them: tokens and seconds per run and in all.
+    ``design(pool_documents)`` is the runs; None without tiny-LM pilots. (A benchmark always holds
+    text: ingest refuses a record whose text is empty or only whitespace.)"""
     if params.get("metric") or params.get("pilot_model") != "tiny_lm":
         return None
-    for position, benchmark in enumerate(benchmarks):
-        if benchmark.tokens < 1:
-            raise validation_error({"benchmarks": {position: f"benchmark {benchmark.name!r} holds no text: a tiny "
-                                                             "LM is scored on the cross-entropy of its texts"}})
     per_document, config = corpus.tokens_per_sample, config_of(params)
     smallest = max(per_document, config.MIN_STEPS * config.tokens_per_step)
     if params["pilot_tokens"] / 16 < smallest:
