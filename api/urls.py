@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from api.core.views import healthz, readyz
 from api.datasets.views import BenchmarkViewSet, CorpusViewSet
 from api.jobs.views import JobViewSet
 from api.modeling.views import (MixtureViewSet, PerformanceModelViewSet, PilotDesignView, PilotRunViewSet,
@@ -28,6 +29,8 @@ urlpatterns = [
          name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[],
                                                      authentication_classes=[]), name="docs"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("console/", include("api.console.urls")),
 ]

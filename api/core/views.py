@@ -1,7 +1,10 @@
-"""The one base view that scopes every API object to the caller's tenant."""
+"""The one base view that scopes every API object to the caller's tenant, and the health
+endpoints probes call (no authentication, no tenant data)."""
 from __future__ import annotations
 
-from django.db import models
+from django.db import DatabaseError, connection, models
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
 from rest_framework import viewsets
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -41,3 +44,22 @@ class TenantScopedViewSet(viewsets.GenericViewSet):
     def scope_queryset(self, queryset: models.QuerySet) -> models.QuerySet:
         """Hook: filter or annotate further (never widen)."""
         return queryset
+
+
+@require_GET
+def healthz(request):
+    """Liveness: the process serves requests (whatever the database or the broker do)."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request):
+    """Readiness: the process serves and its database answers; 503 in the API's error shape
+    otherwise, so a load balancer sends no requests to a web process that cannot answer them."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return JsonResponse({"error": {"code": "database_unavailable", "message": f"the database did not answer: "
+                                       f"{type(exc).__name__}", "detail": {}}}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})

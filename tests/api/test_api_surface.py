@@ -67,3 +67,21 @@ def test_malformed_query_filters_are_a_400(client_a):
     response = client_a.get("/api/v1/pilot-runs/?corpus=not-a-uuid")
     assert response.status_code == 400 and error_of(response)["code"] == "validation_error"
     assert client_a.get("/api/v1/jobs/?status=nonsense").json()["results"] == []
+
+
+def test_health_endpoints_answer_without_credentials(client, db):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok", "database": "ok"}
+    assert client.post("/healthz").status_code == 405
+
+
+def test_readiness_is_503_while_the_database_does_not_answer(client, monkeypatch):
+    from django.db import OperationalError, connection
+
+    def broken_cursor(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "database_unavailable"
+    assert client.get("/healthz").status_code == 200, "liveness must not follow the database"
