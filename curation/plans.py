@@ -20,7 +20,7 @@ from curation.steps.model import (FitParams, MixtureParams, OTParams, fit_perfor
                                   pilot_observations, pilot_summary, pool_distances, source_distances)
 from curation.tinylm import TinyLMConfig
 from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_classify, betr_select, betr_train,
-                                   index_unit, prune_unit)
+                                   dedup_groups, index_unit, prune_assign, prune_dedup, prune_kmeans, prune_unit)
 
 
 def route(stages: list[Stage], *, gpu_workers: bool) -> list[Stage]:
@@ -45,9 +45,27 @@ def index_plan(params: IndexParams) -> list[Stage]:
     return [embedding([params.corpus], params.embedder), Stage("build", 1, partial(index_unit, params=params))]
 
 
+def prune_stages(params: PruneParams, final: str) -> list[Stage]:
+    """Pruning a shard at a time (:mod:`curation.steps.select`), the stage ``final`` last: k-means on a
+    sample, one assignment unit per shard, SemDeDup (SemDeDup, D4) per group of clusters, D4's
+    re-clustering and its assignment per shard, then the selection and the per-shard scores. EL2N
+    reads no embeddings: ``final`` alone."""
+    if params.method not in NEEDS_EMBEDDINGS:
+        return [Stage(final, 1, partial(prune_unit, params=params))]
+    shards = params.corpus.shard_count
+    stages = [Stage("prune_kmeans", 1, partial(prune_kmeans, params=params, clustering=0)),
+              Stage("prune_assign", shards, partial(prune_assign, params=params, clustering=0))]
+    if params.method in ("semdedup", "d4"):
+        stages.append(Stage("prune_dedup", dedup_groups(params), partial(prune_dedup, params=params)))
+    if params.method == "d4":
+        stages += [Stage("prune_rekmeans", 1, partial(prune_kmeans, params=params, clustering=1)),
+                   Stage("prune_reassign", shards, partial(prune_assign, params=params, clustering=1))]
+    return stages + [Stage(final, 1, partial(prune_unit, params=params))]
+
+
 def prune_plan(params: PruneParams) -> list[Stage]:
     stages = [embedding([params.corpus], params.embedder)] if params.method in NEEDS_EMBEDDINGS else []
-    return stages + [Stage("select", 1, partial(prune_unit, params=params))]
+    return stages + prune_stages(params, "select")
 
 
 def decontamination_stages(params: DecontaminateParams) -> list[Stage]:
@@ -203,7 +221,7 @@ def curate_plan(params: CurateParams) -> list[Stage]:
     return [embedding([params.corpus, *params.benchmarks], params.embedder),
             Stage("index", 1, partial(index_unit, params=params.index())),
             *decontamination_stages(params.decontaminate()),
-            Stage("prune", 1, partial(prune_unit, params=params.prune())),
+            *prune_stages(params.prune(), "prune"),
             *betr_stages(params.betr(), prefix="betr_"),
             *fit_stages(params.fit()),
             Stage("mixture", 1, partial(curate_result, params=params))]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.semdedup import SemDeDupResult, semdedup
-from numeric_kernels.kmeans import spherical_kmeans
+from numeric_kernels.kmeans import normalise_rows, spherical_kmeans
 
 KEEP_VALUES = ("hard", "easy")
 
@@ -81,8 +81,7 @@ def prototype_scores(embeddings: np.ndarray, *, k: int | None = None, seed: int 
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"embeddings must be a non-empty (n, d) array; got shape {x.shape}")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    clusters = spherical_kmeans(x, k or default_k(len(x)), seed=seed)
+    clusters = spherical_kmeans(normalise_rows(x), k or default_k(len(x)), seed=seed)
     return PrototypeScores(difficulty=np.clip(1.0 - clusters.similarity_, 0.0, 2.0), labels=clusters.labels_,
                            centroids=clusters.centroids_)
 
@@ -272,15 +271,25 @@ def d4(embeddings: np.ndarray, *, fraction: float | None = None, count: int | No
     dedup = semdedup(x, eps=eps, k=dedup_k, seed=seed)
     survivors = np.flatnonzero(dedup.kept)
     scores = prototype_scores(x[survivors], k=k, seed=seed)
-    selection = select(scores.difficulty, scores.labels, keep=keep, count=min(target, len(survivors)),
-                       floor=floor, bins=bins)
+    return d4_selection(dedup, scores.difficulty, scores.labels, count=target, keep=keep, floor=floor, bins=bins)
+
+
+def d4_selection(dedup: SemDeDupResult, difficulty: np.ndarray, labels: np.ndarray, *, keep: str, floor: float,
+                 fraction: float | None = None, count: int | None = None, bins: int = 20) -> D4Result:
+    """D4's last step: keep ``fraction`` (or ``count``) of all n documents from the SemDeDup survivors
+    (``np.flatnonzero(dedup.kept)``) by their re-clustered prototype ``difficulty`` and ``labels`` (both
+    per survivor, in index order)."""
+    n = len(dedup.kept)
+    target = min(n, _target(n, fraction, count))
+    survivors = np.flatnonzero(dedup.kept)
+    selection = select(difficulty, labels, keep=keep, count=min(target, len(survivors)), floor=floor, bins=bins)
     kept = np.zeros(n, dtype=bool)
     kept[survivors[selection.kept]] = True
     reason = np.full(n, "duplicate", dtype=object)
     reason[survivors] = selection.reason
-    difficulty = np.full(n, np.nan)
-    difficulty[survivors] = scores.difficulty
-    labels = np.full(n, -1, dtype=np.int64)
-    labels[survivors] = scores.labels
-    return D4Result(kept=kept, reason=reason.tolist(), difficulty=difficulty, labels=labels, dedup=dedup,
+    full_difficulty = np.full(n, np.nan)
+    full_difficulty[survivors] = difficulty
+    full_labels = np.full(n, -1, dtype=np.int64)
+    full_labels[survivors] = labels
+    return D4Result(kept=kept, reason=reason.tolist(), difficulty=full_difficulty, labels=full_labels, dedup=dedup,
                     selection=selection)

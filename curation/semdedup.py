@@ -43,32 +43,70 @@ class SemDeDupResult:
         return [[head, *sorted(tail)] for head, tail in sorted(members.items())]
 
 
+#: The most clusters :func:`default_k` gives (NeMo Curator's default): k-means on a sample stays
+#: cheap at any corpus size, and a cluster of a 1M-document corpus holds about 1,000 documents.
+MAX_DEFAULT_K = 1000
+
+
+def default_k(n: int) -> int:
+    """SemDeDup's clusters for ``n`` documents: about ``n / 100`` (at least 1, at most
+    :data:`MAX_DEFAULT_K`; the cap only changes corpora above 100,000 documents).
+
+    >>> default_k(2_225), default_k(100_000), default_k(10**6)
+    (22, 1000, 1000)
+    """
+    return max(1, min(n, round(n / 100), MAX_DEFAULT_K))
+
+
 def semdedup(embeddings: np.ndarray, *, eps: float = 0.01, k: int | None = None, seed: int = 0,
              block: int = 1024) -> SemDeDupResult:
-    """De-duplicate unit-norm ``embeddings`` (n, d); ``k`` defaults to about ``n / 100`` clusters."""
-    if not 0 <= eps < 1:
-        raise ValueError(f"eps must be in [0, 1); got {eps}")
+    """De-duplicate unit-norm ``embeddings`` (n, d); ``k`` defaults to :func:`default_k`."""
+    check_eps(eps)
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(x)
-    k = k or max(1, min(n, round(n / 100)))
+    k = k or default_k(n)
     clusters = spherical_kmeans(x, k, seed=seed)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     max_similarity = np.full(n, -1.0)
-    by_cluster = np.argsort(clusters.labels_, kind="stable")  # members of each cluster, ascending, in one pass
-    bounds = np.cumsum(np.bincount(clusters.labels_, minlength=k))
-    for members in np.split(by_cluster, bounds[:-1]):
+    for members in cluster_members(clusters.labels_, k):
         members = members[np.argsort(clusters.similarity_[members], kind="stable")]
-        vectors = x[members]
-        for start in range(0, len(members), block):
-            rows = vectors[start:start + block]
-            local = start + np.arange(len(rows))
-            similarity = rows @ vectors[: start + len(rows)].T  # against every earlier member (and itself)
-            similarity[np.arange(start + len(rows))[None, :] >= local[:, None]] = -np.inf
-            best = similarity.argmax(1)
-            best_value = similarity[np.arange(len(rows)), best]
-            has_earlier = local > 0
-            max_similarity[members[local[has_earlier]]] = best_value[has_earlier]
-            dropped = has_earlier & (best_value >= 1.0 - eps)
-            duplicate_of[members[local[dropped]]] = members[best[dropped]]
+        duplicate_of[members], max_similarity[members] = dedup_cluster(x[members], eps=eps, block=block,
+                                                                         positions=members)
     return SemDeDupResult(kept=duplicate_of < 0, duplicate_of=duplicate_of, max_similarity=max_similarity,
                           labels=clusters.labels_, eps=eps)
+
+
+def check_eps(eps: float) -> None:
+    if not 0 <= eps < 1:
+        raise ValueError(f"eps must be in [0, 1); got {eps}")
+
+
+def cluster_members(labels: np.ndarray, k: int) -> list[np.ndarray]:
+    """Positions of each cluster ``0..k-1``'s members, ascending, in one pass over ``labels`` (n,)."""
+    by_cluster = np.argsort(labels, kind="stable")
+    bounds = np.cumsum(np.bincount(labels, minlength=k))
+    return np.split(by_cluster, bounds[:-1])
+
+
+def dedup_cluster(vectors: np.ndarray, *, eps: float, positions: np.ndarray, block: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The rule within one cluster whose members ``vectors`` (m, d) are in increasing similarity to the
+    centroid: ``(duplicate_of (m,), max_similarity (m,))``, where ``duplicate_of`` is the ``positions``
+    entry of the earlier member it repeats (cos >= 1 - eps) or -1, and ``max_similarity`` its highest
+    cosine to an earlier member (-1 for the first). ``block x m`` products, never ``m x m``."""
+    m = len(vectors)
+    duplicate_of = np.full(m, -1, dtype=np.int64)
+    max_similarity = np.full(m, -1.0)
+    for start in range(0, m, block):
+        rows = vectors[start:start + block]
+        local = start + np.arange(len(rows))
+        similarity = rows @ vectors[: start + len(rows)].T  # against every earlier member (and itself)
+        similarity[np.arange(start + len(rows))[None, :] >= local[:, None]] = -np.inf
+        best = similarity.argmax(1)
+        best_value = similarity[np.arange(len(rows)), best]
+        has_earlier = local > 0
+        max_similarity[local[has_earlier]] = best_value[has_earlier]
+        dropped = has_earlier & (best_value >= 1.0 - eps)
+        duplicate_of[local[dropped]] = positions[best[dropped]]
+    return duplicate_of, max_similarity
+

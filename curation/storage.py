@@ -14,6 +14,7 @@ folder. Layout under a tenant::
     datasets/<dataset>/predictions/<prediction set>.parquet    uploaded model outputs (EL2N)
     jobs/<job>/scores/<metric>/shard-00000.parquet             per-document scores
     jobs/<job>/<name>                                          job-level artifacts
+    jobs/<job>/prune/<part>-00000.{npy,parquet}                 sharded prune: centroids, assignments, dedup
     mixtures/<mixture>/manifest.parquet                        selected documents
 
 :class:`LocalStorage` keeps artifacts on the local filesystem; :class:`curation.s3.S3Storage`
@@ -109,6 +110,11 @@ class Keys:
     @staticmethod
     def job_file(job_id: object, name: str) -> str:
         return key("jobs", job_id, name)
+
+    @staticmethod
+    def prune_part(job_id: object, part: str, index: int, suffix: str = ".parquet") -> str:
+        """A sharded prune's intermediate artifact: ``part`` (centroids, assignments, dedup) number ``index``."""
+        return key("jobs", job_id, "prune", f"{part}-{index:05d}{suffix}")
 
     @staticmethod
     def manifest(mixture_id: object) -> str:

@@ -18,6 +18,7 @@ seeding costs :math:`O(64 k^2 d)` however large ``n`` is (FAISS itself trains on
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import faiss
@@ -57,19 +58,44 @@ def spherical_kmeans(x: np.ndarray, k: int, *, n_iter: int = 25, n_init: int = 3
         kmeans = faiss.Kmeans(d, k, niter=n_iter, seed=seed + run, spherical=True, verbose=False,
                               max_points_per_centroid=max(256, n // k + 1))
         kmeans.train(x, init_centroids=_kmeans_plus_plus(x, k, rng))
-        result = _assign(x, kmeans.centroids)
+        result = assign(x, normalise_rows(kmeans.centroids))
         if best is None or result.inertia_ < best.inertia_:
             best = result
     return best
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray) -> SphericalKMeans:
-    centroids = (centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(centroids)
-    similarity, labels = index.search(x, 1)
-    return SphericalKMeans(centroids_=centroids, labels_=labels[:, 0].astype(np.int64),
-                           similarity_=similarity[:, 0].astype(np.float64))
+def normalise_rows(centroids: np.ndarray) -> np.ndarray:
+    """``centroids`` (k, d) scaled to unit rows, float32 (a zero row stays zero)."""
+    return (centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def assign(x: np.ndarray, centroids: np.ndarray, *, block: int = 4096) -> SphericalKMeans:
+    """Nearest of the unit ``centroids`` (k, d) by inner product for every row of ``x`` (n, d).
+
+    Row by row the same answer whether ``x`` is a whole corpus or one shard of it, so a
+    corpus can be assigned a shard at a time to centroids trained on a sample of it: the
+    products are accumulated in float64 (``block`` rows at a time) and the cosine is rounded
+    to float32. A float32 BLAS product's last bits depend on how many rows it is given (the
+    kernel's blocking and threads), float64's differ far below float32's resolution. Ties go
+    to the lowest centroid index.
+
+    >>> centroids = np.eye(2, dtype=np.float32)
+    >>> assign(np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32), centroids).labels_.tolist()
+    [0, 1]
+    """
+    x = np.asarray(x)
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
+        raise ValueError(f"x must have shape (n, {centroids.shape[1]}); got {x.shape}")
+    transposed = centroids.T.astype(np.float64)
+    labels = np.empty(len(x), dtype=np.int64)
+    similarity = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), block):
+        products = np.asarray(x[start:start + block], dtype=np.float64) @ transposed
+        best = products.argmax(1)
+        labels[start:start + len(best)] = best
+        similarity[start:start + len(best)] = products[np.arange(len(best)), best].astype(np.float32)
+    return SphericalKMeans(centroids_=centroids, labels_=labels, similarity_=similarity)
 
 
 def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, per_centroid: int = 64,
@@ -86,3 +112,34 @@ def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, per_centr
         centers.append(sample[choice])
         distance = np.minimum(distance, 1.0 - sample @ sample[choice])
     return np.ascontiguousarray(np.stack(centers), dtype=np.float32)
+
+
+#: What share of a corpus spherical k-means trains on when it is assigned shard by shard
+#: (:func:`fit_sample_size`), as NeMo Curator's ``kmeans_fit_data_fraction``; with a floor and a cap.
+FIT_FRACTION = 0.1
+FIT_FLOOR = 50_000
+FIT_CAP = 200_000
+
+
+def fit_sample_size(n: int, *, fraction: float = FIT_FRACTION, floor: int = FIT_FLOOR, cap: int = FIT_CAP) -> int:
+    """Rows of an ``n``-row corpus that k-means trains on: ``min(n, max(floor, ceil(fraction n), ...), cap)``.
+
+    .. math::
+
+        s(n) = \\min\\bigl(n, \\min(\\text{cap}, \\max(\\text{floor}, \\lceil \\text{fraction} \\cdot n \\rceil))\\bigr)
+
+    With the defaults (10%, floor 50,000, cap 200,000) every corpus of up to 50,000
+    documents trains on all of its points, so its clusters are exactly those of k-means on
+    the whole corpus (every test corpus of this project is that small); 1M documents train
+    on 100,000 (100 per centroid at k = 1,000, FAISS asks for 39 to 256), and no corpus on
+    more than 200,000 rows (200 MB of float32 at 256-d), however large it is. Centroids then
+    move little: the assignment of every point, a shard at a time, is what depends on ``n``.
+
+    >>> fit_sample_size(7_600), fit_sample_size(1_000_000), fit_sample_size(10**8)
+    (7600, 100000, 200000)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction}")
+    if floor < 1 or cap < floor:
+        raise ValueError(f"need 1 <= floor <= cap; got floor={floor}, cap={cap}")
+    return int(min(n, cap, max(floor, math.ceil(fraction * n))))

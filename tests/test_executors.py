@@ -86,8 +86,9 @@ def test_the_local_executor_resumes_after_sigkill_without_redoing_finished_units
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert main(args + ["--out", str(clean)]) == 0
     total = int(capsys.readouterr().out.split("Units run: ")[1].split()[0])
-    assert total == _markers(clean) == 10 + 1 + 9 + 1 + 1 + 1 + 9 + 1 + 4, \
-        "embedding 10, index, decontamination 9+1, prune, BETR 1+9+1, model 4"
+    assert total == _markers(clean) == 10 + 1 + 9 + 1 + (1 + 9 + 9 + 1) + 1 + 9 + 1 + 4, \
+        "embedding 10, index, decontamination 9+1, prune 1+9+9+1 (k-means, shards, cluster groups, select), " \
+        "BETR 1+9+1, model 4"
 
     process = subprocess.Popen([sys.executable, "-m", "curation", *args, "--out", str(killed)], cwd=REPO,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,

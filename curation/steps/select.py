@@ -6,6 +6,7 @@ summary (``score_metrics`` names the metric for ``GET /corpora/{id}/scores/?metr
 """
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -15,15 +16,19 @@ import pyarrow.parquet as pq
 
 from curation import betr
 from curation.embedders import embedder_key
-from curation.pipeline import embedding_paths, read_stored
+from curation.pipeline import embedding_paths, embeddings_at, load_embeddings, read_stored
 from curation.pools import source_name
-from curation.pruning import PruneInputs, PruneOptions, prune
+from curation.prototypes import d4_selection, default_k as default_prototypes_k
+from curation.pruning import (NEEDS_EMBEDDINGS, PruneInputs, PruneOptions, PruneResult, d4_result, finish, policy_of,
+                              prototypes_result, prune, semdedup_result)
+from curation.semdedup import SemDeDupResult, check_eps, cluster_members, dedup_cluster, default_k as default_dedup_k
 from curation.scores import write_scores
 from curation.steps import Context, DatasetRef
 from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE, contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_embeddings_at
 from curation.storage import Keys
 from curation.stores import META_FILE, build_store, open_store
+from numeric_kernels.kmeans import assign, fit_sample_size, normalise_rows, spherical_kmeans
 
 
 @dataclass(frozen=True)
@@ -136,14 +141,162 @@ def score_summary(ctx: Context, corpus: DatasetRef, score, kept, reason, extra: 
     }
 
 
+# Pruning shard by shard ------------------------------------------------------------------------
+#
+# Prototypes, SemDeDup and D4 run as stages whose units each hold a shard's embeddings, a
+# cluster group's or a seeded sample, never the corpus's (``curation.plans.prune_stages``):
+#
+# 1. ``prune_kmeans`` (1 unit): spherical k-means on a seeded sample of the documents
+#    (:func:`numeric_kernels.kmeans.fit_sample_size` of ``PruneOptions.sample_*``), read a shard at
+#    a time (only the sampled rows); the centroids go to ``Keys.prune_part(run, "centroids", 0, ".npy")``.
+# 2. ``prune_assign`` (1 unit per shard): every row's nearest centroid and its cosine,
+#    ``Keys.prune_part(run, "assign0", shard)`` (Parquet ``cluster``, ``similarity``).
+# 3. ``prune_dedup`` (SemDeDup, D4; 1 unit per group of clusters, :func:`dedup_groups`): the group's
+#    members gathered shard by shard (only their rows), SemDeDup's rule within each cluster,
+#    ``Keys.prune_part(run, "dedup", group)`` (Parquet ``position``, ``duplicate_of``, ``max_similarity``).
+# 4. D4 only: ``prune_rekmeans`` and ``prune_reassign``, steps 1 and 2 again on the SemDeDup survivors
+#    (clustering 1: ``centroids`` 1, ``assign1``; every row is assigned, duplicates are masked at the end).
+# 5. The final unit (``prune_unit``): the method's selection over per-document scalars (cluster,
+#    score; no embeddings), then the per-shard score files and the summary as for any method.
+#
+# A corpus of up to ``sample_floor`` documents trains on every row, in corpus order, so its clusters,
+# scores and kept sets are exactly those of the in-memory methods of :mod:`curation.pruning`.
+
+def _unit_rows(params: PruneParams, clustering: int) -> bool:
+    """Whether a clustering clusters L2-normalised rows (prototypes do; SemDeDup clusters the stored rows)."""
+    return params.method == "prototypes" or clustering == 1
+
+
+def first_k(params: PruneParams) -> int:
+    """Clusters of clustering 0: ``options.k`` or the method's default for the corpus's size (D4's dedup
+    clusters take SemDeDup's default; its ``k`` is the re-clustering's)."""
+    n = params.corpus.documents
+    if params.method == "prototypes":
+        return params.options.k or default_prototypes_k(n)
+    return (params.options.k if params.method == "semdedup" else None) or default_dedup_k(n)
+
+
+def dedup_groups(params: PruneParams) -> int:
+    """Units of ``prune_dedup``: one group of consecutive clusters per shard of the corpus (at most one
+    per cluster), so a unit holds about a shard's worth of documents when clusters are even."""
+    return max(1, min(first_k(params), params.corpus.shard_count))
+
+
+def _embedding_paths(ctx: Context, params: PruneParams) -> list:
+    return embedding_paths(ctx.storage, params.corpus.id, ctx.embedder(params.embedder), params.corpus.shard_count)
+
+
+def _write_table(ctx: Context, name: str, table: pa.Table) -> None:
+    with ctx.storage.writer(name) as path:
+        pq.write_table(table, path)
+
+
+def _read_column(ctx: Context, part: str, units: int, column: str) -> np.ndarray:
+    """One column of the ``part`` files ``0..units-1``, concatenated."""
+    return np.concatenate([read_stored(ctx.storage, Keys.prune_part(ctx.run_id, part, i), [column])
+                           .column(column).to_numpy() for i in range(units)])
+
+
+def _survivors(ctx: Context, params: PruneParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SemDeDup's answer from the dedup groups: ``(positions, duplicate_of, max_similarity)`` in corpus order."""
+    units = dedup_groups(params)
+    positions = _read_column(ctx, "dedup", units, "position")
+    order = np.argsort(positions)
+    return tuple(_read_column(ctx, "dedup", units, column)[order]
+                 for column in ("position", "duplicate_of", "max_similarity"))
+
+
+def prune_kmeans(ctx: Context, index: int, params: PruneParams, *, clustering: int) -> dict:
+    """Spherical k-means on a seeded sample of the clustering's documents (every document, or D4's survivors)."""
+    options = params.options
+    if clustering == 0:
+        documents, k = np.arange(params.corpus.documents), first_k(params)
+    else:
+        positions, duplicate_of, _ = _survivors(ctx, params)
+        documents = positions[duplicate_of < 0]
+        k = options.k or default_prototypes_k(len(documents))
+    size = min(len(documents), max(k, fit_sample_size(len(documents), fraction=options.sample_fraction,
+                                                      floor=options.sample_floor, cap=options.sample_cap)))
+    sample = documents if size == len(documents) else np.sort(
+        np.random.default_rng(options.seed).choice(documents, size=size, replace=False))
+    x = embeddings_at(_embedding_paths(ctx, params), sample)
+    clusters = spherical_kmeans(normalise_rows(x) if _unit_rows(params, clustering) else x, k, seed=options.seed)
+    buffer = io.BytesIO()
+    np.save(buffer, clusters.centroids_)
+    ctx.storage.write_bytes(Keys.prune_part(ctx.run_id, "centroids", clustering, ".npy"), buffer.getvalue())
+    return {"clustering": clustering, "k": int(k), "documents": int(len(documents)), "sample": int(size)}
+
+
+def prune_assign(ctx: Context, index: int, params: PruneParams, *, clustering: int) -> dict:
+    """Shard ``index``'s rows: the nearest centroid of clustering ``clustering`` and the cosine to it."""
+    centroids = np.load(io.BytesIO(ctx.storage.read_bytes(Keys.prune_part(ctx.run_id, "centroids", clustering, ".npy"))))
+    path = ctx.storage.local_path(Keys.embedding(params.corpus.id, embedder_key(ctx.embedder(params.embedder)), index))
+    x = np.asarray(load_embeddings(path), dtype=np.float32)
+    found = assign(normalise_rows(x) if _unit_rows(params, clustering) else x, centroids)
+    _write_table(ctx, Keys.prune_part(ctx.run_id, f"assign{clustering}", index),
+                 pa.table({"cluster": found.labels_, "similarity": found.similarity_}))
+    return {"shard": index, "documents": len(x)}
+
+
+def prune_dedup(ctx: Context, index: int, params: PruneParams) -> dict:
+    """SemDeDup within each cluster of group ``index`` (:func:`dedup_groups`), its members read shard by shard."""
+    check_eps(params.options.eps)
+    k, groups = first_k(params), dedup_groups(params)
+    low, high = index * k // groups, (index + 1) * k // groups
+    positions, labels, similarity, start = [], [], [], 0
+    for shard, documents in enumerate(params.corpus.shard_documents):
+        table = read_stored(ctx.storage, Keys.prune_part(ctx.run_id, "assign0", shard))
+        cluster = table.column("cluster").to_numpy()
+        inside = np.flatnonzero((cluster >= low) & (cluster < high))
+        positions.append(start + inside)
+        labels.append(cluster[inside] - low)
+        similarity.append(table.column("similarity").to_numpy()[inside])
+        start += documents
+    positions, labels, similarity = map(np.concatenate, (positions, labels, similarity))
+    vectors = embeddings_at(_embedding_paths(ctx, params), positions)
+    duplicate_of = np.full(len(positions), -1, dtype=np.int64)
+    max_similarity = np.full(len(positions), -1.0)
+    for members in cluster_members(labels, high - low):
+        members = members[np.argsort(similarity[members], kind="stable")]
+        duplicate_of[members], max_similarity[members] = dedup_cluster(vectors[members], eps=params.options.eps,
+                                                                         positions=positions[members])
+    _write_table(ctx, Keys.prune_part(ctx.run_id, "dedup", index),
+                 pa.table({"position": positions, "duplicate_of": duplicate_of, "max_similarity": max_similarity}))
+    return {"clusters": [int(low), int(high)], "documents": int(len(positions)),
+            "duplicates": int(np.sum(duplicate_of >= 0))}
+
+
+def _sharded_result(ctx: Context, params: PruneParams) -> PruneResult:
+    """The method's result from the stages' per-shard and per-group artifacts (per-document scalars only)."""
+    shards, options = params.corpus.shard_count, params.options
+    labels = _read_column(ctx, "assign0", shards, "cluster")
+    if params.method == "prototypes":
+        difficulty = np.clip(1.0 - _read_column(ctx, "assign0", shards, "similarity"), 0.0, 2.0)
+        return prototypes_result(difficulty, labels, options)
+    _, duplicate_of, max_similarity = _survivors(ctx, params)
+    dedup = SemDeDupResult(kept=duplicate_of < 0, duplicate_of=duplicate_of, max_similarity=max_similarity,
+                           labels=labels, eps=options.eps)
+    if params.method == "semdedup":
+        return semdedup_result(dedup)
+    survivors = dedup.kept
+    difficulty = np.clip(1.0 - _read_column(ctx, "assign1", shards, "similarity")[survivors], 0.0, 2.0)
+    keep = policy_of(params.corpus.documents, options).keep
+    return d4_result(d4_selection(dedup, difficulty, _read_column(ctx, "assign1", shards, "cluster")[survivors],
+                                  fraction=options.fraction, keep=keep, floor=options.floor), options)
+
+
 def prune_unit(ctx: Context, index: int, params: PruneParams) -> dict:
-    """Score and select every document with ``params.method`` (:data:`curation.pruning.METHODS`)."""
+    """Score and select every document with ``params.method`` (:data:`curation.pruning.METHODS`): from the
+    sharded stages' artifacts for the methods that score embeddings, from the uploaded predictions for EL2N."""
     corpus = params.corpus
     ids = dataset_column(ctx, corpus, "id")
-    inputs = PruneInputs(ids=ids, embeddings=lambda: dataset_embeddings(ctx, corpus, params.embedder),
-                         predictions=ctx.storage.local_path(Keys.predictions(corpus.id, params.predictions))
-                         if params.predictions else None)
-    result = prune(params.method, inputs, params.options)
+    if params.method in NEEDS_EMBEDDINGS:
+        result = finish(_sharded_result(ctx, params))
+    else:
+        inputs = PruneInputs(ids=ids, embeddings=lambda: dataset_embeddings(ctx, corpus, params.embedder),
+                             predictions=ctx.storage.local_path(Keys.predictions(corpus.id, params.predictions))
+                             if params.predictions else None)
+        result = prune(params.method, inputs, params.options)
     write_shard_scores(ctx, corpus, params.method, ids, result.score, result.kept, result.reason, **result.columns)
     return {"score_metrics": [params.method], "lower_is_better": result.lower_is_better,
             **score_summary(ctx, corpus, result.score, result.kept, list(result.reason),

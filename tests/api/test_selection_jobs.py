@@ -129,8 +129,10 @@ def test_curate_runs_the_whole_pipeline_in_one_job(client_a, corpus, dispatched)
     bench = upload(client_a, "benchmarks", "science.jsonl", jsonl(demo_benchmark(40)), name="science").json()
     job = _run(client_a, "curate", {"corpus": corpus["id"], "benchmarks": [bench["id"]], "embedder": "hashing",
                                     "budget": 200, "eps": 0.1, "ot_sample_size": 30})
-    assert [s["name"] for s in job.plan] == ["embedding", "index", "contamination_scan", "contamination",
-                                              "prune", "betr_train", "betr_classify", "betr_select", "ot", "pilots", "fit", "mixture"]
+    assert [(s["name"], s["units"]) for s in job.plan] == [
+        ("embedding", 4), ("index", 1), ("contamination_scan", 3), ("contamination", 1), ("prune_kmeans", 1),
+        ("prune_assign", 3), ("prune_dedup", 3), ("prune", 1), ("betr_train", 1), ("betr_classify", 3),
+        ("betr_select", 1), ("ot", 1), ("pilots", 1), ("fit", 1), ("mixture", 1)]
     result = job.result
     assert result["stages"]["prune"]["reasons"]["duplicate"] >= 10
     assert result["stages"]["index"]["kind"] == "flat"

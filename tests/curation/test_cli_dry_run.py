@@ -10,8 +10,8 @@ from curation.executor import LocalExecutor, plan_estimate, plan_work, recorded_
 from curation.steps import DatasetRef, Stage
 from curation.storage import LocalStorage
 
-STAGES = ["embedding", "index", "contamination_scan", "contamination", "prune", "betr_train", "betr_classify",
-          "betr_select", "ot", "pilots", "fit", "mixture"]
+STAGES = ["embedding", "index", "contamination_scan", "contamination", "prune_kmeans", "prune_assign", "prune_dedup",
+          "prune", "betr_train", "betr_classify", "betr_select", "ot", "pilots", "fit", "mixture"]
 
 
 def test_dry_run_prints_every_stage_with_units_and_an_estimate_and_runs_none(tmp_path, capsys):
@@ -25,6 +25,8 @@ def test_dry_run_prints_every_stage_with_units_and_an_estimate_and_runs_none(tmp
     assert [name for name in rows if name != "stage"] == STAGES, printed
     assert rows["embedding"][1:5] == ["gpu", "4", "330", "documents"]  # 3 corpus shards + the benchmark's
     assert rows["betr_classify"][1:5] == ["cpu", "3", "300", "documents"]
+    assert rows["prune_assign"][1:5] == ["cpu", "3", "300", "documents"]  # a unit per shard
+    assert rows["prune_dedup"][1:5] == ["cpu", "3", "300", "documents"]  # a unit per group of clusters
     assert all(rows[name][-1] == "default" for name in STAGES), "no earlier run in this folder"
     assert "Estimated total:" in printed and "nothing ran but the ingest" in printed
     assert not (out / "mixture.json").exists() and not (out / TIMINGS).exists()
