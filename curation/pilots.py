@@ -76,11 +76,13 @@ def draw(pool_texts: Mapping[str, Sequence], weights: Mapping[str, float], size:
     return texts
 
 
-def stream_order(pool_documents: Mapping[str, Sequence], weights: Mapping[str, float], size: float,
-                 rng: np.random.Generator) -> list:
-    """The documents a pilot trains on, in training order: :func:`draw` shuffled into one stream (repeats
-    spread over the run, pools interleaved, as the training-ready dataset orders them)."""
-    documents = draw(pool_documents, weights, size, rng)
+def stream_order(pool_documents: Mapping[str, Sequence], run: Mapping, *, seed: int, index: int) -> list:
+    """The documents design run ``index`` (``{"mixture", "size"}``) trains on, in training order:
+    :func:`draw` shuffled into one stream (repeats spread over the run, pools interleaved, as the
+    training-ready dataset orders them), by the generator ``[seed, index]``, so a service unit and
+    :func:`tiny_lm_runs` give run ``index`` the same stream."""
+    rng = np.random.default_rng([seed, index])
+    documents = draw(pool_documents, run["mixture"], run["size"], rng)
     return [documents[i] for i in rng.permutation(len(documents))]
 
 
@@ -118,13 +120,12 @@ def tiny_lm_runs(pool_documents: Mapping[str, Sequence[np.ndarray]], targets: Se
                  runs: Sequence[Mapping], config: TinyLMConfig = TinyLMConfig(), *, seed: int = 0,
                  device: str | None = None) -> list[tuple[Observation, PilotResult]]:
     """Train a tiny LM (:func:`curation.tinylm.train_pilot`) for each run ``{"mixture", "size"}`` on pools
-    of token-id documents (:func:`curation.tinylm.tokenize`), in :func:`stream_order` with the generator
-    ``[seed, index]`` (as the service's ``pilots`` units draw run ``index``), every model from the same
-    initialisation ``seed``; the observation is the cross-entropy of ``targets``."""
+    of token-id documents (:func:`curation.tinylm.tokenize`), in :func:`stream_order` (as the service's
+    ``pilots`` units draw run ``index``), every model from the same initialisation ``seed``; the
+    observation is the cross-entropy of ``targets``."""
     results = []
     for index, run in enumerate(runs):
-        stream = stream_order(pool_documents, run["mixture"], run["size"], np.random.default_rng([seed, index]))
-        result = train_pilot(stream, targets, config, seed=seed, device=device)
+        result = train_pilot(stream_order(pool_documents, run, seed=seed, index=index), targets, config, seed=seed, device=device)
         results.append((Observation(weights=dict(run["mixture"]), size=float(run["size"]), value=result.value,
                                     origin="tiny_lm"), result))
     return results

@@ -20,6 +20,7 @@ from api.schedules.models import Schedule, ScheduleFiring
 from api.schedules.selectors import schedule_list, schedule_next_run
 from api.tenancy.models import Tenant
 from curation.pipeline import read_stored
+from curation.steps.model import pilot_runs
 from curation.storage import Keys
 
 logger = logging.getLogger(__name__)
@@ -270,8 +271,7 @@ def job_pilot_runs(*, job: Job) -> tuple[list[dict], dict[int, float], str | Non
     """The tiny-LM pilot runs a job trained (its ``pilots`` units that hold a ``run``), in design order,
     each run's value as the job's fit fitted it (by run index; empty without a fit) and the fitted law."""
     outputs = JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="pilots").order_by("index")
-    runs = [o["run"] | {"value": o["observations"][0]["value"]} for o in outputs.values_list("output", flat=True)
-            if "run" in o]
+    runs = pilot_runs(list(outputs.values_list("output", flat=True)))
     fit = JobUnit.objects.for_tenant(job.tenant_id).filter(job=job, stage="fit", index=0).first()
     fitted = {}
     if runs and fit is not None:  # the fit's observations are the pilots' in unit order

@@ -204,8 +204,7 @@ def tiny_lm_pilot(ctx: Context, index: int, params: FitParams) -> dict:
     pools, _ = pool_inputs(ctx, params.corpus, params.pools)
     members = {name: np.flatnonzero(pools == name) for name in _names(pools)}
     run = params.tiny_lm_design({name: len(m) for name, m in members.items()})[index]
-    rng = np.random.default_rng([params.seed, index])
-    positions = np.asarray(stream_order(members, run["mixture"], run["size"], rng), dtype=np.int64)
+    positions = np.asarray(stream_order(members, run, seed=params.seed, index=index), dtype=np.int64)
     if not len(positions):
         raise ValueError(f"pilot run {index} draws no document (size {run['size']:.3g} samples): raise pilot_tokens")
     unique, stream = np.unique(positions, return_inverse=True)
@@ -227,10 +226,16 @@ def pilot_results(outputs: list[dict]) -> dict:
             "observations": [o for output in outputs for o in output["observations"]]}
 
 
+def pilot_runs(outputs: list[dict]) -> list[dict]:
+    """The tiny-LM runs among a pilots stage's unit outputs, in unit (design) order, each with its
+    observed value: mixture, size, value, tokens, seconds, device, loss curve."""
+    return [output["run"] | {"value": output["observations"][0]["value"]} for output in outputs if "run" in output]
+
+
 def pilot_summary(ctx: Context, index: int, params: FitParams, *, pilots_stage: str) -> dict:
-    """The pilots stage's runs in design order: mixture, size, value, tokens, seconds, loss curve."""
+    """The pilots stage's runs in design order (:func:`pilot_runs`), their tokens and seconds."""
     outputs = ctx.outputs(pilots_stage)
-    runs = [output["run"] | {"value": output["observations"][0]["value"]} for output in outputs]
+    runs = pilot_runs(outputs)
     return {**{k: v for k, v in pilot_results(outputs).items() if k != "observations"}, "runs": runs,
             "tokens": sum(r["tokens"] for r in runs), "seconds": sum(r["seconds"] for r in runs)}
 
