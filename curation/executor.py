@@ -108,11 +108,11 @@ WORK_UNITS = {
     "embedding": DOCUMENTS, "contamination_scan": DOCUMENTS, "betr_classify": DOCUMENTS,
     "index": DOCUMENTS, "contamination": DOCUMENTS, "prune": DOCUMENTS, "betr_train": DOCUMENTS,
     "betr_select": DOCUMENTS, "mixture": DOCUMENTS, "pilots:tiny_lm": TOKENS,
-    "prune_assign": DOCUMENTS, "prune_reassign": DOCUMENTS, "prune_dedup": DOCUMENTS,
+    "prune_assign": DOCUMENTS, "prune_reassign": DOCUMENTS, "prune_dedup": DOCUMENTS, "index_add": DOCUMENTS,
 }
 #: Stage kinds with one unit per shard of the corpus (the rest of the documents-counted ones are
 #: one unit over the whole corpus; embedding's units are the shards of every dataset it embeds).
-PER_SHARD = ("contamination_scan", "betr_classify", "prune_assign", "prune_reassign")
+PER_SHARD = ("contamination_scan", "betr_classify", "prune_assign", "prune_reassign", "index_add")
 
 #: Seconds per unit of work (:data:`WORK_UNITS`) before any unit of the kind has run: the curate
 #: benchmark of docs/BENCHMARKS.md (10,000 documents, hashing embedder, 2 CPUs: embedding 2.7 s,

@@ -20,7 +20,8 @@ from curation.steps.model import (FitParams, MixtureParams, OTParams, fit_perfor
                                   pilot_observations, pilot_summary, pool_distances, source_distances)
 from curation.tinylm import TinyLMConfig
 from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_classify, betr_select, betr_train,
-                                   dedup_groups, index_unit, prune_assign, prune_dedup, prune_kmeans, prune_unit)
+                                   dedup_groups, index_add, index_train, index_unit, prune_assign, prune_dedup,
+                                   prune_kmeans, prune_unit, sharded_store)
 
 
 def route(stages: list[Stage], *, gpu_workers: bool) -> list[Stage]:
@@ -41,8 +42,19 @@ def embed_plan(params: EmbedParams) -> list[Stage]:
             Stage("summary", 1, partial(embed_summary, params=params, embedding_stage="embedding"))]
 
 
+def index_stages(params: IndexParams, final: str) -> list[Stage]:
+    """The corpus's store, the stage ``final`` last: an IVF-SQ8 store trains on a sample
+    (``index_train``), fills one part per shard (``index_add``) and merges them; a flat or HNSW
+    store is built in ``final`` alone."""
+    if not sharded_store(params):
+        return [Stage(final, 1, partial(index_unit, params=params))]
+    return [Stage("index_train", 1, partial(index_train, params=params)),
+            Stage("index_add", params.corpus.shard_count, partial(index_add, params=params)),
+            Stage(final, 1, partial(index_unit, params=params, train_stage="index_train"))]
+
+
 def index_plan(params: IndexParams) -> list[Stage]:
-    return [embedding([params.corpus], params.embedder), Stage("build", 1, partial(index_unit, params=params))]
+    return [embedding([params.corpus], params.embedder)] + index_stages(params, "build")
 
 
 def prune_stages(params: PruneParams, final: str) -> list[Stage]:
@@ -219,7 +231,7 @@ class CurateParams:
 
 def curate_plan(params: CurateParams) -> list[Stage]:
     return [embedding([params.corpus, *params.benchmarks], params.embedder),
-            Stage("index", 1, partial(index_unit, params=params.index())),
+            *index_stages(params.index(), "index"),
             *decontamination_stages(params.decontaminate()),
             *prune_stages(params.prune(), "prune"),
             *betr_stages(params.betr(), prefix="betr_"),

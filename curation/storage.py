@@ -15,6 +15,7 @@ folder. Layout under a tenant::
     jobs/<job>/scores/<metric>/shard-00000.parquet             per-document scores
     jobs/<job>/<name>                                          job-level artifacts
     jobs/<job>/prune/<part>-00000.{npy,parquet}                 sharded prune: centroids, assignments, dedup
+    jobs/<job>/store/<part>-00000.faiss                        sharded IVF build: trained index, shard parts
     mixtures/<mixture>/manifest.parquet                        selected documents
 
 :class:`LocalStorage` keeps artifacts on the local filesystem; :class:`curation.s3.S3Storage`
@@ -112,9 +113,11 @@ class Keys:
         return key("jobs", job_id, name)
 
     @staticmethod
-    def prune_part(job_id: object, part: str, index: int, suffix: str = ".parquet") -> str:
-        """A sharded prune's intermediate artifact: ``part`` (centroids, assignments, dedup) number ``index``."""
-        return key("jobs", job_id, "prune", f"{part}-{index:05d}{suffix}")
+    def job_part(job_id: object, step: str, part: str, index: int, suffix: str = ".parquet") -> str:
+        """An intermediate artifact of a step run in many units: ``part`` number ``index`` (a shard's,
+        a cluster group's) under the job's ``step`` folder (``prune``: centroids, assignments, dedup;
+        ``store``: the trained IVF index and each shard's part)."""
+        return key("jobs", job_id, step, f"{part}-{index:05d}{suffix}")
 
     @staticmethod
     def manifest(mixture_id: object) -> str:

@@ -15,7 +15,12 @@ cosine similarity. Three kinds (DESIGN.md 3.1):
   ``nlist = 4 sqrt(n)`` lists trained by spherical k-means on a seeded sample of
   ``40 nlist`` rows (FAISS asks for at least 39 per list). The default above the threshold:
   training needs only the sample, and vectors are then added shard by shard, so the
-  corpus is never in memory at once.
+  corpus's float32 vectors are never in memory at once. A plan builds it over several
+  units (:func:`train_index` on the sample, :func:`add_shard` into a copy of the trained
+  index per shard, :func:`merge_parts` and :func:`finish_store` in the last), which gives
+  the same index, ``nprobe`` and recall as :func:`build_store` in one process; the merged
+  index (8-bit codes and ids, ``n (dim + 8)`` bytes) is held by that last unit, in memory
+  (FAISS's on-disk inverted lists are not used).
 - ``"hnsw"``: ``IndexHNSWFlat`` (M = 32), on request; no training, full float32 vectors
   plus the graph, fast queries, slow to build on few cores.
 
@@ -188,41 +193,100 @@ def build_store(
         IVF lists (default ``round(4 sqrt(n))``).
     """
     started = time.perf_counter()
+    _check_arguments(kind, recall_target, recall_queries)
+    corpus = _Corpus.open(embedding_paths)
+    index, kind, params = train_index(corpus.paths, kind=kind, seed=seed, exact_max=exact_max, nlist=nlist,
+                                      hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction)
+    for offset, path in zip(corpus.offsets, corpus.paths):  # shard by shard: never the whole corpus in memory
+        add_shard(index, path, int(offset))
+    return finish_store(index, kind, params, corpus.paths, out_dir, seed=seed, embedder_key=embedder_key,
+                        recall_target=recall_target, recall_queries=recall_queries, started=started)
+
+
+def resolve_kind(kind: str, n: int, exact_max: int = EXACT_MAX_VECTORS) -> str:
+    """The kind a store of ``n`` vectors gets: ``"auto"`` is flat up to ``exact_max``, IVF-SQ8 above."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}")
+    return ("flat" if n <= exact_max else "ivf_sq8") if kind == "auto" else kind
+
+
+def _check_arguments(kind: str, recall_target: float, recall_queries: int) -> None:
+    resolve_kind(kind, 0)
     if not 0 < recall_target <= 1:
         raise ValueError(f"recall_target must be in (0, 1]; got {recall_target!r}")
     if recall_queries < 1:
         raise ValueError(f"recall_queries must be >= 1; got {recall_queries!r}")
+
+
+def _seeded(kind: str, n: int, seed: int, params: dict) -> tuple[np.random.Generator, np.ndarray | None]:
+    """The store's generator after it drew IVF's training rows (and those rows): the recall queries
+    come from the same generator, whichever unit draws them."""
+    rng = np.random.default_rng(seed)
+    if kind != "ivf_sq8":
+        return rng, None
+    return rng, np.sort(rng.choice(n, size=params["train_size"], replace=False))
+
+
+def train_index(embedding_paths: Sequence[str | os.PathLike], *, kind: str = "auto", seed: int = 0,
+                exact_max: int = EXACT_MAX_VECTORS, nlist: int | None = None, hnsw_m: int = 32,
+                hnsw_ef_construction: int = 80) -> tuple[faiss.Index, str, dict]:
+    """The empty index of the store (:func:`build_store`'s parameters): IVF-SQ8 trained on its seeded
+    sample of rows (read shard by shard), flat or HNSW as they are. Returns (index, kind, params)."""
     corpus = _Corpus.open(embedding_paths)
     n = corpus.n
-    if kind == "auto":
-        kind = "flat" if n <= exact_max else "ivf_sq8"
+    kind = resolve_kind(kind, n, exact_max)
     if kind != "flat" and n <= RECALL_K:
         raise ValueError(f"kind={kind!r} needs more than {RECALL_K} vectors to measure its recall; got {n}")
-    rng = np.random.default_rng(seed)
-
     params: dict = {}
     if kind == "flat":
-        index = faiss.IndexFlatIP(corpus.dim)
-    elif kind == "hnsw":
+        return faiss.IndexFlatIP(corpus.dim), kind, params
+    if kind == "hnsw":
         index = faiss.IndexHNSWFlat(corpus.dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = hnsw_ef_construction
-        params.update(M=hnsw_m, ef_construction=hnsw_ef_construction)
-    else:
-        nlist = nlist or max(1, min(n // 39, round(4 * math.sqrt(n))))
-        train_size = min(n, 40 * nlist)
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(corpus.dim), corpus.dim, nlist,
-                                              faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.cp.spherical = True
-        index.train(corpus.gather(np.sort(rng.choice(n, size=train_size, replace=False))))
-        params.update(nlist=nlist, train_size=train_size)
-    for path in corpus.paths:  # shard by shard, chunk by chunk: never the whole corpus in memory
-        vectors = load_embeddings(path)
-        for start in range(0, len(vectors), _ADD_CHUNK):
-            index.add(np.ascontiguousarray(vectors[start:start + _ADD_CHUNK], dtype=np.float32))
+        return index, kind, {"M": hnsw_m, "ef_construction": hnsw_ef_construction}
+    nlist = nlist or max(1, min(n // 39, round(4 * math.sqrt(n))))
+    params.update(nlist=nlist, train_size=min(n, 40 * nlist))
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(corpus.dim), corpus.dim, nlist,
+                                          faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.spherical = True
+    index.train(corpus.gather(_seeded(kind, n, seed, params)[1]))
+    return index, kind, params
 
+
+def add_shard(index: faiss.Index, embedding_path: str | os.PathLike, offset: int) -> faiss.Index:
+    """Add one shard's vectors, chunk by chunk; an IVF index gets them under their global rows
+    ``offset + i``, so that parts filled apart merge (:func:`merge_parts`) into the index one process
+    would have built."""
+    vectors = load_embeddings(Path(embedding_path))
+    for start in range(0, len(vectors), _ADD_CHUNK):
+        chunk = np.ascontiguousarray(vectors[start:start + _ADD_CHUNK], dtype=np.float32)
+        if isinstance(index, faiss.IndexIVF):
+            index.add_with_ids(chunk, np.arange(offset + start, offset + start + len(chunk), dtype=np.int64))
+        else:
+            index.add(chunk)
+    return index
+
+
+def merge_parts(trained: faiss.Index, parts: Iterable[faiss.Index]) -> faiss.Index:
+    """The IVF index ``trained`` with every part's inverted lists appended, in order (ids kept)."""
+    for part in parts:
+        trained.merge_from(part, 0)
+    return trained
+
+
+def finish_store(index: faiss.Index, kind: str, params: dict, embedding_paths: Sequence[str | os.PathLike],
+                 out_dir: str | os.PathLike, *, seed: int = 0, embedder_key: str | None = None,
+                 recall_target: float = 0.95, recall_queries: int = 1000, started: float | None = None) -> VectorStore:
+    """Tune a filled index's search breadth to ``recall_target`` (approximate kinds) and write it with its
+    meta into ``out_dir`` (:func:`build_store`)."""
+    started = time.perf_counter() if started is None else started
+    corpus = _Corpus.open(embedding_paths)
+    n = corpus.n
+    if index.ntotal != n:
+        raise ValueError(f"the index holds {index.ntotal} vectors, the embedding shards {n}")
+    rng, _ = _seeded(kind, n, seed, params)
+    params = dict(params)
     recall, curve, n_queries = 1.0, {}, 0
     if kind != "flat":
         name = "nprobe" if kind == "ivf_sq8" else "ef_search"

@@ -10,6 +10,7 @@ import io
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,7 +28,8 @@ from curation.steps import Context, DatasetRef
 from curation.steps.decontaminate import STAGE as CONTAMINATION_STAGE, contaminated_mask
 from curation.steps.data import dataset_column, dataset_column_at, dataset_embeddings, dataset_embeddings_at
 from curation.storage import Keys
-from curation.stores import META_FILE, build_store, open_store
+from curation.stores import (META_FILE, add_shard, build_store, finish_store, merge_parts, open_store, resolve_kind,
+                             train_index)
 from numeric_kernels.kmeans import assign, fit_sample_size, normalise_rows, spherical_kmeans
 
 
@@ -91,15 +93,53 @@ def _clean(ctx: Context, params: BetrParams) -> np.ndarray:
     return ~contaminated_mask(ctx.storage, ctx.run_id, params.corpus)
 
 
-def index_unit(ctx: Context, index: int, params: IndexParams) -> dict:
-    """The corpus's FAISS store under :meth:`Keys.vector_store` (exact or IVF/HNSW by size, recall measured)."""
+def sharded_store(params: IndexParams) -> bool:
+    """Whether the store is built over several units (IVF-SQ8: trained on a sample, a part per shard, merged);
+    flat and HNSW stores are built in one unit."""
+    return resolve_kind(params.index, params.corpus.documents) == "ivf_sq8"
+
+
+def _store_key(ctx: Context, part: str, index: int) -> str:
+    return Keys.job_part(ctx.run_id, "store", part, index, ".faiss")
+
+
+def _read_index(ctx: Context, name: str) -> faiss.Index:
+    return faiss.read_index(str(ctx.storage.local_path(name)))
+
+
+def index_train(ctx: Context, index: int, params: IndexParams) -> dict:
+    """The store's empty IVF-SQ8 index trained on its seeded sample (:func:`curation.stores.train_index`)."""
+    paths = embedding_paths(ctx.storage, params.corpus.id, ctx.embedder(params.embedder), params.corpus.shard_count)
+    trained, kind, store_params = train_index(paths, kind=params.index, seed=params.seed)
+    ctx.storage.write_bytes(_store_key(ctx, "trained", 0), faiss.serialize_index(trained).tobytes())
+    return {"kind": kind, "params": store_params}
+
+
+def index_add(ctx: Context, index: int, params: IndexParams) -> dict:
+    """Shard ``index``'s vectors in a copy of the trained index, under their global rows."""
+    path = ctx.storage.local_path(Keys.embedding(params.corpus.id, embedder_key(ctx.embedder(params.embedder)), index))
+    part = add_shard(_read_index(ctx, _store_key(ctx, "trained", 0)), path, sum(params.corpus.shard_documents[:index]))
+    ctx.storage.write_bytes(_store_key(ctx, "part", index), faiss.serialize_index(part).tobytes())
+    return {"shard": index, "documents": int(part.ntotal)}
+
+
+def index_unit(ctx: Context, index: int, params: IndexParams, *, train_stage: str | None = None) -> dict:
+    """The corpus's FAISS store under :meth:`Keys.vector_store` (exact or IVF/HNSW by size, recall measured);
+    with ``train_stage`` the IVF index that stage trained, with every shard's part merged into it."""
     embedder = ctx.embedder(params.embedder)
     key = embedder_key(embedder)
     prefix = Keys.vector_store(params.corpus.id, key)
+    paths = embedding_paths(ctx.storage, params.corpus.id, embedder, params.corpus.shard_count)
     with ctx.storage.staging() as folder:
-        built = build_store(embedding_paths(ctx.storage, params.corpus.id, embedder, params.corpus.shard_count),
-                            folder, kind=params.index, seed=params.seed, recall_target=params.target_recall,
-                            embedder_key=key)
+        if train_stage is None:
+            built = build_store(paths, folder, kind=params.index, seed=params.seed,
+                                recall_target=params.target_recall, embedder_key=key)
+        else:
+            trained = ctx.output(train_stage)
+            merged = merge_parts(_read_index(ctx, _store_key(ctx, "trained", 0)),
+                                 (_read_index(ctx, _store_key(ctx, "part", i)) for i in range(params.corpus.shard_count)))
+            built = finish_store(merged, trained["kind"], trained["params"], paths, folder, seed=params.seed,
+                                 recall_target=params.target_recall, embedder_key=key)
         old = [name for name in ctx.storage.list(prefix) if not name.endswith("/" + META_FILE)]
         with ctx.storage.writer(f"{prefix}/{built.meta.index_file}") as path:
             (folder / built.meta.index_file).replace(path)
@@ -148,12 +188,12 @@ def score_summary(ctx: Context, corpus: DatasetRef, score, kept, reason, extra: 
 #
 # 1. ``prune_kmeans`` (1 unit): spherical k-means on a seeded sample of the documents
 #    (:func:`numeric_kernels.kmeans.fit_sample_size` of ``PruneOptions.sample_*``), read a shard at
-#    a time (only the sampled rows); the centroids go to ``Keys.prune_part(run, "centroids", 0, ".npy")``.
+#    a time (only the sampled rows); the centroids go to ``Keys.job_part(run, "prune", "centroids", 0, ".npy")``.
 # 2. ``prune_assign`` (1 unit per shard): every row's nearest centroid and its cosine,
-#    ``Keys.prune_part(run, "assign0", shard)`` (Parquet ``cluster``, ``similarity``).
+#    ``Keys.job_part(run, "prune", "assign0", shard)`` (Parquet ``cluster``, ``similarity``).
 # 3. ``prune_dedup`` (SemDeDup, D4; 1 unit per group of clusters, :func:`dedup_groups`): the group's
 #    members gathered shard by shard (only their rows), SemDeDup's rule within each cluster,
-#    ``Keys.prune_part(run, "dedup", group)`` (Parquet ``position``, ``duplicate_of``, ``max_similarity``).
+#    ``Keys.job_part(run, "prune", "dedup", group)`` (Parquet ``position``, ``duplicate_of``, ``max_similarity``).
 # 4. D4 only: ``prune_rekmeans`` and ``prune_reassign``, steps 1 and 2 again on the SemDeDup survivors
 #    (clustering 1: ``centroids`` 1, ``assign1``; every row is assigned, duplicates are masked at the end).
 # 5. The final unit (``prune_unit``): the method's selection over per-document scalars (cluster,
@@ -186,6 +226,10 @@ def _embedding_paths(ctx: Context, params: PruneParams) -> list:
     return embedding_paths(ctx.storage, params.corpus.id, ctx.embedder(params.embedder), params.corpus.shard_count)
 
 
+def _prune_key(ctx: Context, part: str, index: int, suffix: str = ".parquet") -> str:
+    return Keys.job_part(ctx.run_id, "prune", part, index, suffix)
+
+
 def _write_table(ctx: Context, name: str, table: pa.Table) -> None:
     with ctx.storage.writer(name) as path:
         pq.write_table(table, path)
@@ -193,7 +237,7 @@ def _write_table(ctx: Context, name: str, table: pa.Table) -> None:
 
 def _read_column(ctx: Context, part: str, units: int, column: str) -> np.ndarray:
     """One column of the ``part`` files ``0..units-1``, concatenated."""
-    return np.concatenate([read_stored(ctx.storage, Keys.prune_part(ctx.run_id, part, i), [column])
+    return np.concatenate([read_stored(ctx.storage, _prune_key(ctx, part, i), [column])
                            .column(column).to_numpy() for i in range(units)])
 
 
@@ -223,17 +267,17 @@ def prune_kmeans(ctx: Context, index: int, params: PruneParams, *, clustering: i
     clusters = spherical_kmeans(normalise_rows(x) if _unit_rows(params, clustering) else x, k, seed=options.seed)
     buffer = io.BytesIO()
     np.save(buffer, clusters.centroids_)
-    ctx.storage.write_bytes(Keys.prune_part(ctx.run_id, "centroids", clustering, ".npy"), buffer.getvalue())
+    ctx.storage.write_bytes(_prune_key(ctx, "centroids", clustering, ".npy"), buffer.getvalue())
     return {"clustering": clustering, "k": int(k), "documents": int(len(documents)), "sample": int(size)}
 
 
 def prune_assign(ctx: Context, index: int, params: PruneParams, *, clustering: int) -> dict:
     """Shard ``index``'s rows: the nearest centroid of clustering ``clustering`` and the cosine to it."""
-    centroids = np.load(io.BytesIO(ctx.storage.read_bytes(Keys.prune_part(ctx.run_id, "centroids", clustering, ".npy"))))
+    centroids = np.load(io.BytesIO(ctx.storage.read_bytes(_prune_key(ctx, "centroids", clustering, ".npy"))))
     path = ctx.storage.local_path(Keys.embedding(params.corpus.id, embedder_key(ctx.embedder(params.embedder)), index))
     x = np.asarray(load_embeddings(path), dtype=np.float32)
     found = assign(normalise_rows(x) if _unit_rows(params, clustering) else x, centroids)
-    _write_table(ctx, Keys.prune_part(ctx.run_id, f"assign{clustering}", index),
+    _write_table(ctx, _prune_key(ctx, f"assign{clustering}", index),
                  pa.table({"cluster": found.labels_, "similarity": found.similarity_}))
     return {"shard": index, "documents": len(x)}
 
@@ -245,7 +289,7 @@ def prune_dedup(ctx: Context, index: int, params: PruneParams) -> dict:
     low, high = index * k // groups, (index + 1) * k // groups
     positions, labels, similarity, start = [], [], [], 0
     for shard, documents in enumerate(params.corpus.shard_documents):
-        table = read_stored(ctx.storage, Keys.prune_part(ctx.run_id, "assign0", shard))
+        table = read_stored(ctx.storage, _prune_key(ctx, "assign0", shard))
         cluster = table.column("cluster").to_numpy()
         inside = np.flatnonzero((cluster >= low) & (cluster < high))
         positions.append(start + inside)
@@ -260,7 +304,7 @@ def prune_dedup(ctx: Context, index: int, params: PruneParams) -> dict:
         members = members[np.argsort(similarity[members], kind="stable")]
         duplicate_of[members], max_similarity[members] = dedup_cluster(vectors[members], eps=params.options.eps,
                                                                          positions=positions[members])
-    _write_table(ctx, Keys.prune_part(ctx.run_id, "dedup", index),
+    _write_table(ctx, _prune_key(ctx, "dedup", index),
                  pa.table({"position": positions, "duplicate_of": duplicate_of, "max_similarity": max_similarity}))
     return {"clusters": [int(low), int(high)], "documents": int(len(positions)),
             "duplicates": int(np.sum(duplicate_of >= 0))}

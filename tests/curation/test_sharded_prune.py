@@ -124,6 +124,34 @@ def test_k_means_on_a_sample_prunes_nearly_as_k_means_on_every_document(ag_news,
     assert abs(np.mean(sampled["kept"]) - np.mean(full["kept"])) <= 0.01
 
 
+
+def test_an_ivf_store_built_a_shard_at_a_time_is_the_store_one_unit_builds(demo, tmp_path):
+    """``index_train``, one ``index_add`` unit per shard and the merge: the same index (search answers),
+    the same tuned ``nprobe`` and measured recall as :func:`curation.stores.build_store` in one process."""
+    from curation.plans import index_plan
+    from curation.steps.select import IndexParams
+    from curation.stores import build_store, open_store
+    from curation.embedders import embedder_key
+
+    storage, corpus = demo
+    params = IndexParams(corpus, "hashing", index="ivf_sq8")
+    plan = index_plan(params)
+    assert [(s.name, s.units) for s in plan] == [("embedding", 6), ("index_train", 1), ("index_add", 6), ("build", 1)]
+    output = LocalExecutor(storage, "ivf", progress=False).run(plan)
+    embedder = get_embedder("hashing")
+    paths = embedding_paths(storage, corpus.id, embedder, corpus.shard_count)
+    whole = build_store(paths, tmp_path / "store", kind="ivf_sq8", embedder_key=embedder_key(embedder))
+    sharded = open_store(storage, Keys.vector_store(corpus.id, embedder_key(embedder)))
+    meta = {k: v for k, v in output["store"].items() if k not in ("build_seconds", "index_file")}
+    assert meta == {k: v for k, v in json.loads(json.dumps(whole.meta.__dict__)).items()
+                    if k not in ("build_seconds", "index_file")}
+    assert sharded.meta.recall_at_10 >= 0.95 and sharded.meta.params["nprobe"] == whole.meta.params["nprobe"]
+    queries = concat_embeddings(paths)[::7]
+    found, expected = sharded.search(queries, 10), whole.search(queries, 10)
+    np.testing.assert_array_equal(found.indices, expected.indices)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+
+
 # Memory bounded by a shard ------------------------------------------------------------------------
 
 MEMORY_DOCUMENTS, MEMORY_SHARD = 50_000, 1_000
