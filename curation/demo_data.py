@@ -89,8 +89,9 @@ def demo_corpus(n_documents: int = 600, *, seed: int = 0) -> list[dict]:
         domain = rng.choices(names, weights)[0]
         text = " ".join(_sentence(rng, DOMAINS[domain]) for _ in range(rng.randint(3, 7)))
         records.append({"id": f"doc-{i:05d}", "text": text, "source": domain})
+    originals = records[: n_documents - n_junk - n_dups]  # one copy, not one per duplicate (1M documents: minutes)
     for j in range(n_dups):
-        original = rng.choice(records[: n_documents - n_junk - n_dups])
+        original = rng.choice(originals)
         words = original["text"].split()
         for _ in range(2):
             words[rng.randrange(len(words))] = rng.choice(["new", "big", "small", "late", "early"])
