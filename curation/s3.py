@@ -12,9 +12,10 @@ endpoint, region and credentials from the standard AWS environment, profiles and
 pod roles (IRSA), which is how operators already configure everything else. obstore is faster
 but younger, and fsspec/s3fs adds an asyncio layer and pins botocore through aiobotocore.
 
-- Reads stream: :meth:`S3Storage.open` is a seekable file whose reads are ranged GETs of
-  ``READ_BLOCK_BYTES`` blocks, so pyarrow fetches a Parquet shard's footer and the column
-  chunks it needs, never the whole object.
+- Reads stream: :meth:`S3Storage.open` is a seekable file whose reads are ranged GETs, so
+  pyarrow fetches a Parquet shard's footer and the column chunks it needs, never the whole
+  object. Opening fetches the object's last ``READ_BLOCK_BYTES`` (a suffix range: the size
+  and, for Parquet, the footer in one request; all of a small object).
 - Writes are local files uploaded when complete (one PUT, or multipart above
   ``MULTIPART_BYTES``); an object appears whole or not at all.
 - :meth:`S3Storage.local_path`, for libraries that need a real file (FAISS, fastText, mmap),
@@ -142,11 +143,13 @@ class LocalCache:
 
 
 class RangedReader(io.RawIOBase):
-    """A seekable, read-only view of one object; each read is a ranged GET (wrap it in a
-    ``BufferedReader`` of ``READ_BLOCK_BYTES``, as :meth:`S3Storage.open` does)."""
+    """A seekable, read-only view of one object; each read is a ranged GET, except within
+    ``tail``, the object's last bytes already fetched (wrap it in a ``BufferedReader`` of
+    ``READ_BLOCK_BYTES``, as :meth:`S3Storage.open` does)."""
 
-    def __init__(self, storage: "S3Storage", full_key: str, size: int) -> None:
+    def __init__(self, storage: "S3Storage", full_key: str, size: int, tail: bytes = b"") -> None:
         self._storage, self._key, self._size, self._pos = storage, full_key, size, 0
+        self._tail, self._tail_start = tail, size - len(tail)
 
     def readable(self) -> bool:
         return True
@@ -166,6 +169,11 @@ class RangedReader(io.RawIOBase):
         if self._pos >= self._size or not len(buffer):
             return 0
         end = min(self._pos + len(buffer), self._size) - 1
+        if self._pos >= self._tail_start:
+            data = self._tail[self._pos - self._tail_start:end + 1 - self._tail_start]
+            buffer[:len(data)] = data
+            self._pos += len(data)
+            return len(data)
         body = self._storage._call("read", self._key, "get_object", Key=self._key,
                                    Range=f"bytes={self._pos}-{end}")["Body"]
         data = body.read()
@@ -250,8 +258,15 @@ class S3Storage(Storage):
 
     def open(self, name: str):
         full = self._key(name)
-        size = self._head(name)["ContentLength"]
-        return io.BufferedReader(RangedReader(self, full, size), buffer_size=READ_BLOCK_BYTES)
+        try:
+            last = self._call("read", full, "get_object", Key=full, Range=f"bytes=-{READ_BLOCK_BYTES}")
+        except OSError as exc:  # an empty object has no range to serve (416 InvalidRange)
+            if isinstance(exc, (FileNotFoundError, StorageDenied, StorageUnavailable)) or self.size(name):
+                raise
+            return io.BufferedReader(RangedReader(self, full, 0), buffer_size=READ_BLOCK_BYTES)
+        tail = last["Body"].read()  # a server may answer a suffix range with the whole object (200)
+        size = int(last["ContentRange"].rsplit("/", 1)[1]) if last.get("ContentRange") else len(tail)
+        return io.BufferedReader(RangedReader(self, full, size, tail), buffer_size=READ_BLOCK_BYTES)
 
     def exists(self, name: str) -> bool:
         try:

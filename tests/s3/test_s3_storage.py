@@ -173,3 +173,24 @@ def test_an_unreachable_store_is_unavailable_not_missing(aws_env, tmp_path, monk
                       cache=LocalCache(tmp_path / "c", 1 << 20), scratch=tmp_path / "s")
     with pytest.raises(StorageUnavailable, match="s3://b/x.bin"):
         store.read_bytes("x.bin")
+
+
+def test_opening_fetches_the_tail_in_one_request_and_a_small_object_whole(s3, proxy):
+    s3.write_bytes("o/small.bin", bytes(range(256)) * 4)
+    s3.write_bytes("o/empty.bin", b"")
+    big = os.urandom(3 * s3_module.READ_BLOCK_BYTES + 17)
+    s3.write_bytes("o/big.bin", big)
+    proxy.reset_counts()
+    with s3.open("o/small.bin") as f:
+        assert f.read() == bytes(range(256)) * 4
+    assert sum(proxy.requests.values()) == 1, proxy.requests
+    with s3.open("o/empty.bin") as f:
+        assert f.read() == b""
+    proxy.reset_counts()
+    with s3.open("o/big.bin") as f:
+        f.seek(-10, os.SEEK_END)
+        assert f.read() == big[-10:] and proxy.requests["GET"] == 1 and not proxy.requests["HEAD"]
+        f.seek(5)
+        assert f.read(100) == big[5:105]
+        f.seek(0)
+        assert f.read() == big
