@@ -96,14 +96,15 @@ def main() -> None:
             run.note_load()
             print(f"n = {size:,}: {wall:.0f} s, process peak {process_peak:,.0f} MB, load {run.note_load():.2f}",
                   file=sys.stderr, flush=True)
-    stages = list(rows[0]["timings"])
+    stages = list(dict.fromkeys(stage for r in reversed(rows) for stage in r["timings"]))  # the largest has most
     print("| stage | " + " | ".join(f"{r['size']:,}: s | peak MB" for r in rows) + " |")
     print("|---|" + "---|---|" * len(rows))
     for stage in stages:
         cells = []
         for r in rows:
             unit = r["units"].get(stage)
-            cells.append(f"{r['timings'].get(stage, float('nan')):.1f} | "
+            seconds = r["timings"].get(stage)
+            cells.append(("-" if seconds is None else f"{seconds:.1f}") + " | "
                          + (f"{unit['peak_mb']:,.0f} ({unit['units']} units)" if unit else "-"))
         print(f"| {stage} | " + " | ".join(cells) + " |")
     print("\n| documents | wall s | docs/s | process peak RSS MB | time ratio to the previous size | slope |")
