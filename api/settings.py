@@ -211,7 +211,7 @@ ARTIFACT_CACHE_DIR = Path(os.environ.get("ARTIFACT_CACHE_DIR", VAR_DIR / "artifa
 ARTIFACT_CACHE_BYTES = env_int("ARTIFACT_CACHE_BYTES", 20 * 1024**3)
 
 # --- workers --------------------------------------------------------------------------------
-# true where GPU workers consume the gpu queue: embedding and tiny-LM pilot units go there (each
+# true where GPU workers consume the gpu queue: embedding, OT and tiny-LM pilot units go there (each
 # takes its device from the worker it runs on); false (a CPU-only deployment) puts every unit on
 # cpu. Every process of a deployment must agree (the web process plans, workers move stages on).
 GPU_WORKERS = env_bool("GPU_WORKERS", False)

@@ -26,8 +26,8 @@ from curation.steps.select import (BetrParams, IndexParams, PruneParams, betr_cl
 
 def route(stages: list[Stage], *, gpu_workers: bool) -> list[Stage]:
     """The stages on the queues a deployment serves: the stages that take their device from the
-    worker they run on (embedding, tiny-LM pilots) stay on ``gpu`` where the deployment runs GPU
-    workers; a CPU-only deployment runs every unit on ``cpu``."""
+    worker they run on (embedding, OT's Sinkhorn, tiny-LM pilots) stay on ``gpu`` where the
+    deployment runs GPU workers; a CPU-only deployment runs every unit on ``cpu``."""
     return stages if gpu_workers else [replace(stage, queue="cpu") for stage in stages]
 
 
@@ -111,11 +111,11 @@ def betr_plan(params: BetrParams, contamination: ContaminationOptions = Contamin
 
 def ot_plan(params: OTParams) -> list[Stage]:
     return [embedding([params.corpus, *params.benchmarks], params.embedder),
-            Stage("distances", 1, partial(source_distances, params=params))]
+            Stage("distances", 1, partial(source_distances, params=params), queue="gpu")]
 
 
 def fit_stages(params: FitParams) -> list[Stage]:
-    return [Stage("ot", 1, partial(pool_distances, params=params)),
+    return [Stage("ot", 1, partial(pool_distances, params=params), queue="gpu"),
             Stage("pilots", params.pilot_units, partial(pilot_observations, params=params),
                   queue="gpu" if params.trains_tiny_lms else "cpu"),
             Stage("fit", 1, partial(fit_performance_law, params=params, ot_stage="ot", pilots_stage="pilots"))]
