@@ -127,7 +127,7 @@ DEFAULT_SECONDS = {
     "betr_train": 8e-5, "betr_classify": 2e-5, "betr_select": 1e-5, "mixture": 1e-5,
     "ot": 1.2, "source_ot": 1.2, "pilots:bigram": 1.7, "pilots:pilot_runs": 0.2, "pilots:tiny_lm": 1e-4,
     "fit": 8.0, "embed_summary": 0.05, "pilots_summary": 0.05,
-    # sharded prune (bench/bench_curate_scale.py at 100,000 documents: k-means on the 50,000-row sample 25 s,
+    # sharded prune (bench/bench_curate.py at 100,000 documents: k-means on the 50,000-row sample 25 s,
     # assignment 0.7 s and SemDeDup per cluster group 0.5 s for all shards)
     "prune_kmeans": 10.0, "prune_rekmeans": 10.0, "prune_assign": 7e-6, "prune_reassign": 7e-6, "prune_dedup": 5e-6,
 }
