@@ -30,8 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 @pytest.fixture
 def processes(broker, artifact_root, tmp_path):  # noqa: F811 - the imported fixture
     started: list[tuple[subprocess.Popen, Path]] = []
+    # GPU_WORKERS: the deployment this test plays runs a gpu worker, so embedding goes to `gpu`
     env = {**os.environ, "REDIS_URL": broker, "DATABASE_URL": _database_url(), "ARTIFACT_ROOT": str(artifact_root),
-           "DJANGO_SETTINGS_MODULE": "api.settings", "HF_HUB_OFFLINE": "1"}
+           "DJANGO_SETTINGS_MODULE": "api.settings", "HF_HUB_OFFLINE": "1", "GPU_WORKERS": "true"}
 
     def start(name: str, *arguments: str) -> subprocess.Popen:
         log = tmp_path / f"{name}.log"
@@ -65,6 +66,7 @@ def _outcomes(schedule) -> dict[str, int]:
 def test_interval_schedule_fires_on_beat_without_overlap_and_respects_pause(
         transactional_db, make_tenant, processes, settings):
     settings.SCHEDULE_MIN_INTERVAL_SECONDS = 1
+    settings.GPU_WORKERS = True
     tenant, _ = make_tenant("scheduled")
     corpus = dataset_create(tenant=tenant, kind="corpus", upload=SimpleUploadedFile("c.jsonl",
                             jsonl(demo_corpus(24, seed=5))), mapping=FieldMapping(), shard_size=12)
