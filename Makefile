@@ -38,13 +38,13 @@ browser:
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium: the browser tests will skip (and fail under CI=true)"
 
-# The whole suite takes about 20-25 minutes on a 2-core machine (2026-12-03 afternoon: 22.7 min with the tiny-LM tests); earlier: about 13 minutes, the first run included (measured
-# 2026-12-03: 13.0 min of pytest from a fresh clone with CI=true, PostgreSQL and Redis; 8.3 min on
-# 2026-12-02 before this session's tests and endpoints; the fault and SIGKILL tests take a third): the
-# MiniLM embeddings of the real datasets are computed in the background meanwhile and cached in
+# The whole suite takes about 17-25 minutes on a 2-core machine, the first run included (measured
+# 2026-12-04: 16.9 min of pytest, 18.6 min for .ci/run from a fresh clone with CI=true, PostgreSQL
+# and Redis, with the S3, multi-host and deploy tests; 22.7 min on 2026-12-03 under heavier load):
+# the MiniLM embeddings of the real datasets are computed in the background meanwhile and cached in
 # var/test-cache (`make clean` empties it).
 test: $(STAMP) browser
-	@echo "make test: the whole suite takes about 20-25 minutes on 2 cores (the first run included; MiniLM embeddings of the real datasets are computed in the background and cached in var/test-cache)"
+	@echo "make test: the whole suite takes about 17-25 minutes on 2 cores (the first run included; MiniLM embeddings of the real datasets are computed in the background and cached in var/test-cache)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
