@@ -1,16 +1,14 @@
 """Several hosts on one machine: a network namespace per host, joined to a bridge in the root
 namespace by a veth pair (``ip netns``, root only). The root namespace plays the shared
-services' host: it owns the bridge address, and :class:`TcpRelay` exposes a loopback-only
-service (the machine's PostgreSQL) on it."""
+services' host: it owns the bridge address (where a ``tests.workers.test_faults.TcpProxy``
+exposes a loopback-only service, the machine's PostgreSQL)."""
 from __future__ import annotations
 
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
@@ -84,45 +82,3 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
-
-
-class TcpRelay:
-    """Accept on ``listen`` (host, port) and relay each connection to ``target`` (host, port)."""
-
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(listen, reuse_port=False)
-        self.address = self.server.getsockname()[:2]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.server.close()

