@@ -78,6 +78,18 @@ def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb):
                                "WHERE datname = %s AND pid <> pg_backend_pid()", [connection.settings_dict["NAME"]])
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (small problems: as fast, and OpenMP regions stall on
+    oversubscribed cores), the previous count restored after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def artifact_root(settings, tmp_path) -> Path:
     """Every test gets its own artifact store."""

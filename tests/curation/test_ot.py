@@ -7,13 +7,8 @@ from curation.ot import distance_table, embedding_distance
 from numeric_kernels.sinkhorn import sinkhorn_divergence
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one thread is as fast, and OpenMP regions stall on oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small problems: one torch thread is as fast, and OpenMP regions stall on oversubscribed cores
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cluster(rng, centre, n=150, d=8, spread=0.3):

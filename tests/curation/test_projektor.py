@@ -3,18 +3,12 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from curation.projektor import MixtureOT, Projektor, extrapolate, project_to_simplex
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one thread is as fast, and OpenMP regions stall on oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small problems: one torch thread is as fast, and OpenMP regions stall on oversubscribed cores
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,8 @@ from numeric_kernels import sinkhorn
 from numeric_kernels.sinkhorn import cost_matrix, sinkhorn_divergence, solve
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one thread is as fast, and OpenMP regions stall on oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small problems: one torch thread is as fast, and OpenMP regions stall on oversubscribed cores
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problem(seed=0, n=40, m=30, d=4):
