@@ -235,19 +235,17 @@ def _write_table(ctx: Context, name: str, table: pa.Table) -> None:
         pq.write_table(table, path)
 
 
-def _read_column(ctx: Context, part: str, units: int, column: str) -> np.ndarray:
-    """One column of the ``part`` files ``0..units-1``, concatenated."""
-    return np.concatenate([read_stored(ctx.storage, _prune_key(ctx, part, i), [column])
-                           .column(column).to_numpy() for i in range(units)])
+def _read_columns(ctx: Context, part: str, units: int, *columns: str) -> tuple[np.ndarray, ...]:
+    """``columns`` of the ``part`` files ``0..units-1``, each concatenated (every file read once)."""
+    tables = [read_stored(ctx.storage, _prune_key(ctx, part, i), list(columns)) for i in range(units)]
+    return tuple(np.concatenate([t.column(column).to_numpy() for t in tables]) for column in columns)
 
 
 def _survivors(ctx: Context, params: PruneParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SemDeDup's answer from the dedup groups: ``(positions, duplicate_of, max_similarity)`` in corpus order."""
-    units = dedup_groups(params)
-    positions = _read_column(ctx, "dedup", units, "position")
-    order = np.argsort(positions)
-    return tuple(_read_column(ctx, "dedup", units, column)[order]
-                 for column in ("position", "duplicate_of", "max_similarity"))
+    columns = _read_columns(ctx, "dedup", dedup_groups(params), "position", "duplicate_of", "max_similarity")
+    order = np.argsort(columns[0])
+    return tuple(column[order] for column in columns)
 
 
 def prune_kmeans(ctx: Context, index: int, params: PruneParams, *, clustering: int) -> dict:
@@ -313,19 +311,19 @@ def prune_dedup(ctx: Context, index: int, params: PruneParams) -> dict:
 def _sharded_result(ctx: Context, params: PruneParams) -> PruneResult:
     """The method's result from the stages' per-shard and per-group artifacts (per-document scalars only)."""
     shards, options = params.corpus.shard_count, params.options
-    labels = _read_column(ctx, "assign0", shards, "cluster")
+    labels, similarity = _read_columns(ctx, "assign0", shards, "cluster", "similarity")
     if params.method == "prototypes":
-        difficulty = np.clip(1.0 - _read_column(ctx, "assign0", shards, "similarity"), 0.0, 2.0)
-        return prototypes_result(difficulty, labels, options)
+        return prototypes_result(np.clip(1.0 - similarity, 0.0, 2.0), labels, options)
     _, duplicate_of, max_similarity = _survivors(ctx, params)
     dedup = SemDeDupResult(kept=duplicate_of < 0, duplicate_of=duplicate_of, max_similarity=max_similarity,
                            labels=labels, eps=options.eps)
     if params.method == "semdedup":
         return semdedup_result(dedup)
     survivors = dedup.kept
-    difficulty = np.clip(1.0 - _read_column(ctx, "assign1", shards, "similarity")[survivors], 0.0, 2.0)
+    clusters, similarity = _read_columns(ctx, "assign1", shards, "cluster", "similarity")
+    difficulty = np.clip(1.0 - similarity[survivors], 0.0, 2.0)
     keep = policy_of(params.corpus.documents, options).keep
-    return d4_result(d4_selection(dedup, difficulty, _read_column(ctx, "assign1", shards, "cluster")[survivors],
+    return d4_result(d4_selection(dedup, difficulty, clusters[survivors],
                                   fraction=options.fraction, keep=keep, floor=options.floor), options)
 
 
