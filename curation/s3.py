@@ -211,11 +211,18 @@ class S3Storage(Storage):
 
     def _call(self, what: str, name: str, method: str, **kwargs):
         """``client.<method>(Bucket=..., **kwargs)`` with the store's errors made readable."""
+        with self._readable_errors(what, name):
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+
+    @contextmanager
+    def _readable_errors(self, what: str, name: str) -> Iterator[None]:
+        """The client's errors in the block as :func:`_translate` says (a missing object, a denial,
+        an unreachable store), naming the bucket and ``name``."""
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+            yield
         except ClientError as exc:
             raise self._translate(exc, what, name) from exc
         except S3UploadFailedError as exc:  # the transfer manager wraps the ClientError it met
@@ -278,17 +285,9 @@ class S3Storage(Storage):
     def _objects(self, prefix: str) -> Iterator[dict]:
         full = self._key(prefix)
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{full}/")
-        try:
+        with self._readable_errors("listing", f"{full}/"):
             for page in pages:
                 yield from page.get("Contents", [])
-        except Exception as exc:  # noqa: BLE001 - translated like every other call
-            from botocore.exceptions import BotoCoreError, ClientError
-            if isinstance(exc, ClientError):
-                raise self._translate(exc, "listing", f"{full}/") from exc
-            if isinstance(exc, BotoCoreError):
-                raise StorageUnavailable(f"the object store did not answer the listing of s3://{self.bucket}/{full}/: "
-                                         f"{exc}") from exc
-            raise
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self._relative(o["Key"]) for o in self._objects(prefix)
