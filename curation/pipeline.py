@@ -45,6 +45,12 @@ def read_stored(storage: Storage, name: str, columns: list[str] | None = None) -
         return pq.read_table(source, columns=columns)
 
 
+def write_stored(storage: Storage, name: str, table: pa.Table) -> None:
+    """Store ``table`` as the Parquet file ``name`` (atomically: :meth:`Storage.writer`)."""
+    with storage.writer(name) as path:
+        pq.write_table(table, path)
+
+
 def embed_shard(storage: Storage, dataset_id: object, index: int, embedder: Embedder, *,
                 batch_size: int | None = None, chunk_size: int = 2048,
                 progress: Callable[[int, int], None] | None = None) -> dict:

@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.decontamination import NGRAM, SEMANTIC, NgramIndex, SemanticMatches, semantic_matches, store_matches
 from curation.embedders import embedder_key
-from curation.pipeline import load_embeddings, read_stored
+from curation.pipeline import load_embeddings, read_stored, write_stored
 from curation.steps import Context, DatasetRef
 from curation.steps.data import dataset_column, dataset_embeddings
 from curation.storage import Keys, Storage
@@ -90,8 +89,7 @@ def _rows(ids: list, benchmark: DatasetRef, item_ids: list, kind: str, positions
 
 def _write(storage: Storage, key: str, parts: list[dict]) -> None:
     columns = {name: [v for part in parts for v in part[name]] for name in _SCHEMA.names}
-    with storage.writer(key) as path:
-        pq.write_table(pa.table(columns, schema=_SCHEMA), path)
+    write_stored(storage, key, pa.table(columns, schema=_SCHEMA))
 
 
 def contamination_scan(ctx: Context, index: int, params: DecontaminateParams) -> dict:

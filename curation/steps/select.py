@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation import betr
 from curation.embedders import embedder_key
-from curation.pipeline import embedding_paths, embeddings_at, load_embeddings, read_stored
+from curation.pipeline import embedding_paths, embeddings_at, load_embeddings, read_stored, write_stored
 from curation.pools import source_name
 from curation.prototypes import d4_selection, default_k as default_prototypes_k
 from curation.pruning import (NEEDS_EMBEDDINGS, PruneInputs, PruneOptions, PruneResult, d4_result, finish, policy_of,
@@ -230,11 +229,6 @@ def _prune_key(ctx: Context, part: str, index: int, suffix: str = ".parquet") ->
     return Keys.job_part(ctx.run_id, "prune", part, index, suffix)
 
 
-def _write_table(ctx: Context, name: str, table: pa.Table) -> None:
-    with ctx.storage.writer(name) as path:
-        pq.write_table(table, path)
-
-
 def _read_columns(ctx: Context, part: str, units: int, *columns: str) -> tuple[np.ndarray, ...]:
     """``columns`` of the ``part`` files ``0..units-1``, each concatenated (every file read once)."""
     tables = [read_stored(ctx.storage, _prune_key(ctx, part, i), list(columns)) for i in range(units)]
@@ -275,7 +269,7 @@ def prune_assign(ctx: Context, index: int, params: PruneParams, *, clustering: i
     path = ctx.storage.local_path(Keys.embedding(params.corpus.id, embedder_key(ctx.embedder(params.embedder)), index))
     x = np.asarray(load_embeddings(path), dtype=np.float32)
     found = assign(normalise_rows(x) if _unit_rows(params, clustering) else x, centroids)
-    _write_table(ctx, _prune_key(ctx, f"assign{clustering}", index),
+    write_stored(ctx.storage, _prune_key(ctx, f"assign{clustering}", index),
                  pa.table({"cluster": found.labels_, "similarity": found.similarity_}))
     return {"shard": index, "documents": len(x)}
 
@@ -302,7 +296,7 @@ def prune_dedup(ctx: Context, index: int, params: PruneParams) -> dict:
         members = members[np.argsort(similarity[members], kind="stable")]
         duplicate_of[members], max_similarity[members] = dedup_cluster(vectors[members], eps=params.options.eps,
                                                                          positions=positions[members])
-    _write_table(ctx, _prune_key(ctx, "dedup", index),
+    write_stored(ctx.storage, _prune_key(ctx, "dedup", index),
                  pa.table({"position": positions, "duplicate_of": duplicate_of, "max_similarity": max_similarity}))
     return {"clusters": [int(low), int(high)], "documents": int(len(positions)),
             "duplicates": int(np.sum(duplicate_of >= 0))}
@@ -394,8 +388,7 @@ def betr_classify(ctx: Context, index: int, params: BetrParams) -> dict:
     classifier = betr.BetrClassifier.load(ctx.storage.local_path(Keys.job_file(ctx.run_id, "betr-classifier.bin")))
     raw = pa.table({"id": shard.column("id"), "score": pa.array(classifier.score(texts).astype(np.float64)),
                     "tokens": pa.array(betr.count_tokens(texts))})
-    with ctx.storage.writer(_raw_key(ctx, index)) as path:
-        pq.write_table(raw, path)
+    write_stored(ctx.storage, _raw_key(ctx, index), raw)
     return {"shard": index, "documents": len(texts)}
 
 
